@@ -1,0 +1,1 @@
+"""mono-quant-conformance: the suite every scheme plugin runs."""

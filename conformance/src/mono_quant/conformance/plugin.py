@@ -1,0 +1,1 @@
+"""pytest plugin of mono-quant-conformance (opt-in)."""

@@ -1,0 +1,109 @@
+"""mono-quant-core: the scheme interface, the quant dtype registry and plugin loading."""
+
+from __future__ import annotations
+
+import importlib.metadata as _md
+
+from mono_quant.core._affine import asymmetric_qparams, symmetric_qparams
+from mono_quant.core._dtypes import Packing, QuantDtype
+from mono_quant.core._errors import (
+    AxisError,
+    EmptyTensorError,
+    GroupSizeError,
+    InputDtypeError,
+    MonoQuantError,
+    NonFiniteError,
+    PluginLoadError,
+    QParamsError,
+    RegistryConflictError,
+    SchemeContractError,
+    UnknownDtypeError,
+    UnknownSchemeError,
+    UnsupportedDtypeError,
+    UnsupportedGranularityError,
+    UnsupportedOptionError,
+)
+from mono_quant.core._granularity import (
+    Granularity,
+    PerChannel,
+    PerGroup,
+    PerTensor,
+    granularity_from_dict,
+)
+from mono_quant.core._granules import GranuleLayout, granule_minmax
+from mono_quant.core._hookspecs import hookimpl
+from mono_quant.core._ops import dequantize, quantize
+from mono_quant.core._packing import pack, packed_shape, unpack
+from mono_quant.core._profile import DEFAULT_PROFILE, PROFILES, TORCHAO_PROFILE, Profile
+from mono_quant.core._qparams import QParams
+from mono_quant.core._registry import (
+    PluginRecord,
+    PluginReport,
+    PluginWarning,
+    get_dtype,
+    get_scheme,
+    list_dtypes,
+    list_schemes,
+    plugin_report,
+    reload_plugins,
+)
+from mono_quant.core._scheme import Capabilities, MinMaxScheme, Scheme, check_input
+
+try:
+    __version__ = _md.version("mono-quant-core")
+except _md.PackageNotFoundError:  # running from a source tree without metadata
+    __version__ = "0+unknown"
+
+__all__ = [
+    "DEFAULT_PROFILE",
+    "PROFILES",
+    "TORCHAO_PROFILE",
+    "AxisError",
+    "Capabilities",
+    "EmptyTensorError",
+    "Granularity",
+    "GranuleLayout",
+    "GroupSizeError",
+    "InputDtypeError",
+    "MinMaxScheme",
+    "MonoQuantError",
+    "NonFiniteError",
+    "Packing",
+    "PerChannel",
+    "PerGroup",
+    "PerTensor",
+    "PluginLoadError",
+    "PluginRecord",
+    "PluginReport",
+    "PluginWarning",
+    "Profile",
+    "QParams",
+    "QParamsError",
+    "QuantDtype",
+    "RegistryConflictError",
+    "Scheme",
+    "SchemeContractError",
+    "UnknownDtypeError",
+    "UnknownSchemeError",
+    "UnsupportedDtypeError",
+    "UnsupportedGranularityError",
+    "UnsupportedOptionError",
+    "__version__",
+    "asymmetric_qparams",
+    "check_input",
+    "dequantize",
+    "get_dtype",
+    "get_scheme",
+    "granularity_from_dict",
+    "granule_minmax",
+    "hookimpl",
+    "list_dtypes",
+    "list_schemes",
+    "pack",
+    "packed_shape",
+    "plugin_report",
+    "quantize",
+    "reload_plugins",
+    "symmetric_qparams",
+    "unpack",
+]

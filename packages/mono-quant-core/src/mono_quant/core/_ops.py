@@ -1,0 +1,55 @@
+"""Quantize and dequantize with QParams alone, whatever scheme produced them."""
+
+from __future__ import annotations
+
+import torch
+
+from mono_quant.core._affine import dequantize_affine, quantize_affine
+from mono_quant.core._qparams import QParams
+from mono_quant.core._registry import get_dtype, get_scheme
+from mono_quant.core._scheme import check_input
+
+__all__ = ["dequantize", "quantize"]
+
+
+def quantize(x: torch.Tensor, qparams: QParams, *, name: str | None = None) -> torch.Tensor:
+    """Codes of ``x`` under ``qparams`` (unpacked; see :func:`pack` for storage).
+
+    Affine qparams use core's affine quantize; a non-affine scheme's own
+    ``quantize`` is looked up by name. A float target is a plain cast.
+
+    >>> import torch
+    >>> from mono_quant.core import QParams
+    >>> qp = QParams(torch.tensor(0.5), torch.tensor(1, dtype=torch.int32), dtype="int8")
+    >>> quantize(torch.tensor([0.0, 1.0, -0.75]), qp).tolist()
+    [1, 3, 0]
+    """
+    check_input(x, name=name)
+    qd = get_dtype(qparams.dtype)
+    if qparams.is_float:
+        return x.to(qd.torch_dtype)
+    if qparams.affine:
+        return quantize_affine(x, qparams, qd, name=name)
+    return get_scheme(qparams.scheme).quantize(x, qparams, name=name)
+
+
+def dequantize(
+    q: torch.Tensor,
+    qparams: QParams,
+    *,
+    dtype: torch.dtype = torch.float32,
+    name: str | None = None,
+) -> torch.Tensor:
+    """Floats back from codes: ``(q - zero_point) * scale`` for affine qparams.
+
+    >>> import torch
+    >>> from mono_quant.core import QParams
+    >>> qp = QParams(torch.tensor(0.5), torch.tensor(1, dtype=torch.int32), dtype="int8")
+    >>> dequantize(torch.tensor([1, 3, 0], dtype=torch.int8), qp).tolist()
+    [0.0, 1.0, -0.5]
+    """
+    if qparams.is_float:
+        return q.to(dtype)
+    if qparams.affine:
+        return dequantize_affine(q, qparams, out_dtype=dtype, name=name)
+    return get_scheme(qparams.scheme).dequantize(q, qparams, dtype=dtype, name=name)
