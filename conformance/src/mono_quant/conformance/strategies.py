@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from hypothesis import strategies as st
@@ -32,11 +33,13 @@ from mono_quant.core import (
 __all__ = [
     "ELEMENT_KINDS",
     "FLOAT_DTYPES",
+    "TensorSpec",
     "float_dtypes",
     "granularities",
     "make_tensor",
     "quant_dtypes",
     "shapes",
+    "tensor_specs",
     "tensors",
 ]
 
@@ -139,7 +142,9 @@ def make_tensor(
     elif kind == "zeros":
         x = torch.zeros(shape, dtype=torch.float64)
     elif kind == "constant":
-        x = torch.full(shape, float(base.reshape(-1)[0]) * magnitude if base.numel() else 1.0, dtype=torch.float64)
+        x = torch.full(
+            shape, float(base.reshape(-1)[0]) * magnitude if base.numel() else 1.0, dtype=torch.float64
+        )
     elif kind == "constant_rows":
         rows = torch.randn((shape[0],) if shape else (), generator=gen, dtype=torch.float64) * magnitude
         x = rows.reshape(rows.shape + (1,) * (len(shape) - 1)).expand(shape).clone() if shape else rows
@@ -167,6 +172,71 @@ def make_tensor(
     return x
 
 
+@dataclass(frozen=True)
+class TensorSpec:
+    """Everything :func:`make_tensor` needs, so a failing input can be printed and rebuilt.
+
+    ``str(spec)`` is the ``make_tensor(...)`` call that reproduces the tensor.
+
+    >>> spec = TensorSpec((2, 3), torch.float16, kind="ties", seed=7)
+    >>> spec.make().dtype
+    torch.float16
+    >>> str(spec)
+    "make_tensor((2, 3), torch.float16, kind='ties', seed=7, magnitude=1.0, noncontiguous=False)"
+    """
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype = torch.float32
+    kind: str = "normal"
+    seed: int = 0
+    magnitude: float = 1.0
+    noncontiguous: bool = False
+
+    def make(self) -> torch.Tensor:
+        """The tensor this spec describes (a fresh one on every call)."""
+        return make_tensor(
+            self.shape,
+            self.dtype,
+            kind=self.kind,
+            seed=self.seed,
+            magnitude=self.magnitude,
+            noncontiguous=self.noncontiguous,
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"make_tensor({self.shape!r}, {self.dtype}, kind={self.kind!r}, seed={self.seed}, "
+            f"magnitude={self.magnitude!r}, noncontiguous={self.noncontiguous})"
+        )
+
+
+@st.composite
+def tensor_specs(
+    draw: st.DrawFn,
+    *,
+    shapes: st.SearchStrategy[tuple[int, ...]] | None = None,
+    dtypes: st.SearchStrategy[torch.dtype] | None = None,
+    kinds: Sequence[str] | None = None,
+    noncontiguous: bool | None = None,
+) -> TensorSpec:
+    """:class:`TensorSpec` values: what :func:`tensors` draws, before the tensor is built.
+
+    Draw specs instead of tensors when a failure message should say how to rebuild
+    the input (``str(spec)``).
+
+    >>> spec = tensor_specs(kinds=["zeros"]).example()
+    >>> float(spec.make().abs().sum())
+    0.0
+    """
+    shape = draw(shapes if shapes is not None else _default_shapes)
+    dtype = draw(dtypes if dtypes is not None else float_dtypes())
+    kind = draw(st.sampled_from(list(kinds) if kinds is not None else list(ELEMENT_KINDS)))
+    seed = draw(st.integers(0, 2**31 - 1))
+    magnitude = draw(st.sampled_from(_MAGNITUDES))
+    nc = draw(st.booleans()) if noncontiguous is None else noncontiguous
+    return TensorSpec(tuple(shape), dtype, kind, seed, magnitude, nc)
+
+
 @st.composite
 def tensors(
     draw: st.DrawFn,
@@ -181,13 +251,8 @@ def tensors(
     ``noncontiguous=None`` draws it; ``True``/``False`` forces it. Values are built
     from a drawn seed with torch's generator, so large tensors stay fast.
     """
-    shape = draw(shapes if shapes is not None else _default_shapes)
-    dtype = draw(dtypes if dtypes is not None else float_dtypes())
-    kind = draw(st.sampled_from(list(kinds) if kinds is not None else list(ELEMENT_KINDS)))
-    seed = draw(st.integers(0, 2**31 - 1))
-    magnitude = draw(st.sampled_from(_MAGNITUDES))
-    nc = draw(st.booleans()) if noncontiguous is None else noncontiguous
-    return make_tensor(shape, dtype, kind=kind, seed=seed, magnitude=magnitude, noncontiguous=nc)
+    spec = draw(tensor_specs(shapes=shapes, dtypes=dtypes, kinds=kinds, noncontiguous=noncontiguous))
+    return spec.make()
 
 
 _default_shapes = shapes()

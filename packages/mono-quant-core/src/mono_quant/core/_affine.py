@@ -52,8 +52,9 @@ def symmetric_qparams(
 
     >>> import torch
     >>> from mono_quant.core import DEFAULT_PROFILE, get_dtype
-    >>> s, z = symmetric_qparams(torch.tensor([-1.0]), torch.tensor([0.5]), get_dtype("int8"), DEFAULT_PROFILE)
-    >>> s.item() == 1.0 / 127.5, z.tolist()
+    >>> lo, hi = torch.tensor([-1.0]), torch.tensor([0.5])
+    >>> s, z = symmetric_qparams(lo, hi, get_dtype("int8"), DEFAULT_PROFILE)
+    >>> bool(torch.isclose(s, torch.tensor([1.0 / 127.5]))), z.tolist()
     (True, [0])
     """
     assert dtype.qmin is not None and dtype.qmax is not None
@@ -81,7 +82,8 @@ def asymmetric_qparams(
 
     >>> import torch
     >>> from mono_quant.core import DEFAULT_PROFILE, get_dtype
-    >>> s, z = asymmetric_qparams(torch.tensor([-1.0]), torch.tensor([3.0]), get_dtype("uint8"), DEFAULT_PROFILE)
+    >>> lo, hi = torch.tensor([-1.0]), torch.tensor([3.0])
+    >>> s, z = asymmetric_qparams(lo, hi, get_dtype("uint8"), DEFAULT_PROFILE)
     >>> z.tolist()
     [64]
     """

@@ -12,8 +12,12 @@ BUILTIN_DTYPES: tuple[QuantDtype, ...] = (
     QuantDtype("uint8", 8, False, 0, 255, "uint8", description="unsigned 8-bit"),
     QuantDtype("int16", 16, True, -(2**15), 2**15 - 1, "int16", description="signed 16-bit"),
     QuantDtype("int32", 32, True, -(2**31), 2**31 - 1, "int32", description="signed 32-bit"),
-    QuantDtype("float16", 16, True, None, None, "float16", kind="float", description="IEEE half: a plain cast"),
-    QuantDtype("bfloat16", 16, True, None, None, "bfloat16", kind="float", description="bfloat16: a plain cast"),
+    QuantDtype(
+        "float16", 16, True, None, None, "float16", kind="float", description="IEEE half: a plain cast"
+    ),
+    QuantDtype(
+        "bfloat16", 16, True, None, None, "bfloat16", kind="float", description="bfloat16: a plain cast"
+    ),
 )
 
 

@@ -87,18 +87,14 @@ class QuantDtype:
     def __post_init__(self) -> None:
         problems = self._problems()
         if problems:
-            raise ValueError(
-                f"invalid quant dtype {self.name!r}: " + "; ".join(problems) + "."
-            )
+            raise ValueError(f"invalid quant dtype {self.name!r}: " + "; ".join(problems) + ".")
 
     def _problems(self) -> list[str]:
         out: list[str] = []
         if not self.name or not isinstance(self.name, str):
             out.append(f"name must be a non-empty string, got {self.name!r}")
         if self.code_dtype not in _CONTAINERS:
-            out.append(
-                f"code_dtype must be one of {sorted(_CONTAINERS)}, got {self.code_dtype!r}"
-            )
+            out.append(f"code_dtype must be one of {sorted(_CONTAINERS)}, got {self.code_dtype!r}")
         if self.kind == "float":
             if self.qmin is not None or self.qmax is not None:
                 out.append("a float target has no qmin/qmax; pass None for both")
@@ -129,13 +125,10 @@ class QuantDtype:
             else:
                 width = torch.iinfo(_CONTAINERS.get(p.container, torch.int32)).bits
                 if p.bits * p.per_container > width:
-                    out.append(
-                        f"{p.per_container} codes of {p.bits} bits do not fit one {p.container}"
-                    )
-            if not (0 <= self.qmin + p.offset and self.qmax + p.offset < 2**p.bits):
+                    out.append(f"{p.per_container} codes of {p.bits} bits do not fit one {p.container}")
+            if not (self.qmin + p.offset >= 0 and self.qmax + p.offset < 2**p.bits):
                 out.append(
-                    f"offset {p.offset} does not map [{self.qmin}, {self.qmax}] into "
-                    f"[0, {2**p.bits - 1}]"
+                    f"offset {p.offset} does not map [{self.qmin}, {self.qmax}] into [0, {2**p.bits - 1}]"
                 )
             if p.order not in ("low_first", "high_first"):
                 out.append(f"packing.order must be low_first or high_first, got {p.order!r}")

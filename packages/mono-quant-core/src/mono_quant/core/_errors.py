@@ -89,3 +89,9 @@ class SchemeContractError(MonoQuantError):
 
 class PluginLoadError(MonoQuantError):
     """A plugin failed to load while ``MONO_QUANT_STRICT_PLUGINS=1`` is set."""
+
+
+# Tracebacks and reprs show the public path (mono_quant.core.NonFiniteError), not _errors.
+for _name in __all__:
+    globals()[_name].__module__ = "mono_quant.core"
+del _name

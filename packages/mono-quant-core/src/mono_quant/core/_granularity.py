@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 from mono_quant.core._errors import AxisError, GroupSizeError, MonoQuantError
 
@@ -170,7 +170,7 @@ class PerGroup:
         return f"per-group(axis={self.axis}, group_size={self.group_size})"
 
 
-Granularity = Union[PerTensor, PerChannel, PerGroup]
+Granularity = PerTensor | PerChannel | PerGroup
 
 
 def granularity_from_dict(data: dict[str, object]) -> Granularity:

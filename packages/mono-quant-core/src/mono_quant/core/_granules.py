@@ -88,7 +88,9 @@ class GranuleLayout:
         """Per-row values (``(rows,)``) as a tensor of :attr:`qparam_shape`."""
         g = self.granularity
         if isinstance(g, PerGroup):
-            moved = self.qparam_shape[: g.axis] + self.qparam_shape[g.axis + 1 :] + (self.qparam_shape[g.axis],)
+            moved = (
+                self.qparam_shape[: g.axis] + self.qparam_shape[g.axis + 1 :] + (self.qparam_shape[g.axis],)
+            )
             return r.reshape(moved).movedim(-1, g.axis).contiguous()
         return r.reshape(self.qparam_shape)
 

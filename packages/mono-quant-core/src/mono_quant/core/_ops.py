@@ -21,8 +21,8 @@ def quantize(x: torch.Tensor, qparams: QParams, *, name: str | None = None) -> t
     >>> import torch
     >>> from mono_quant.core import QParams
     >>> qp = QParams(torch.tensor(0.5), torch.tensor(1, dtype=torch.int32), dtype="int8")
-    >>> quantize(torch.tensor([0.0, 1.0, -0.75]), qp).tolist()
-    [1, 3, 0]
+    >>> quantize(torch.tensor([0.0, 1.0, -0.75]), qp).tolist()  # -1.5 rounds half to even
+    [1, 3, -1]
     """
     check_input(x, name=name)
     qd = get_dtype(qparams.dtype)

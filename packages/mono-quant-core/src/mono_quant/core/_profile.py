@@ -88,7 +88,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (DEFAULT_PROFILE, TORCHAO_PRO
 def resolve_profile(
     profile: str | Profile | None = None,
     *,
-    eps: float | None | Literal["keep"] = "keep",
+    eps: float | Literal["keep"] | None = "keep",
     compute_dtype: ComputeDtype | None = None,
     unsigned_symmetric_zero_point: UnsignedSymmetricZeroPoint | None = None,
 ) -> Profile:

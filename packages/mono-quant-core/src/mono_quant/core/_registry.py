@@ -184,9 +184,9 @@ def _unmarked_hooks(obj: object, pm: pluggy.PluginManager) -> list[str]:
     """Functions named like hooks that lack the ``@hookimpl`` marker (pluggy ignores them)."""
     names = []
     for attr in dir(obj):
-        if attr.startswith("mono_quant_") and callable(getattr(obj, attr, None)):
-            if pm.parse_hookimpl_opts(obj, attr) is None:
-                names.append(attr)
+        is_hook_like = attr.startswith("mono_quant_") and callable(getattr(obj, attr, None))
+        if is_hook_like and pm.parse_hookimpl_opts(obj, attr) is None:
+            names.append(attr)
     return names
 
 
@@ -203,14 +203,10 @@ def _collect(cand: _Candidate, pm: pluggy.PluginManager) -> None:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         pm.unregister(obj)
-        cand.error = (
-            f"implements a hook that does not exist ({exc}); known hooks: {', '.join(_HOOKS)}"
-        )
+        cand.error = f"implements a hook that does not exist ({exc}); known hooks: {', '.join(_HOOKS)}"
         return
     unmarked = _unmarked_hooks(obj, pm)
-    impls = {
-        hook: [i for i in getattr(pm.hook, hook).get_hookimpls() if i.plugin is obj] for hook in _HOOKS
-    }
+    impls = {hook: [i for i in getattr(pm.hook, hook).get_hookimpls() if i.plugin is obj] for hook in _HOOKS}
     if unmarked and not any(impls.values()):
         pm.unregister(obj)
         cand.error = (
@@ -348,8 +344,9 @@ def _get_state() -> _State:
 
 
 def reload_plugins() -> PluginReport:
-    """Forget the loaded plugins and discover them again (after installing one, or
-    changing ``MONO_QUANT_DISABLE_PLUGINS``). Returns the new report.
+    """Forget the loaded plugins and discover them again; return the new report.
+
+    Call it after installing a plugin or changing ``MONO_QUANT_DISABLE_PLUGINS``.
 
     >>> reload_plugins().plugins[0].name
     'core'

@@ -27,7 +27,13 @@ from mono_quant.core._granularity import (
     PerTensor,
 )
 from mono_quant.core._granules import GranuleLayout, granule_minmax
-from mono_quant.core._profile import DEFAULT_PROFILE, ComputeDtype, Profile, UnsignedSymmetricZeroPoint, resolve_profile
+from mono_quant.core._profile import (
+    DEFAULT_PROFILE,
+    ComputeDtype,
+    Profile,
+    UnsignedSymmetricZeroPoint,
+    resolve_profile,
+)
 from mono_quant.core._qparams import QParams
 
 __all__ = ["Capabilities", "MinMaxScheme", "NonFinitePolicy", "Scheme", "check_input"]
@@ -138,7 +144,7 @@ class Scheme(abc.ABC):
         self,
         *,
         profile: str | Profile | None = None,
-        eps: float | None | Literal["keep"] = "keep",
+        eps: float | Literal["keep"] | None = "keep",
         compute_dtype: ComputeDtype | None = None,
         unsigned_symmetric_zero_point: UnsignedSymmetricZeroPoint | None = None,
         nonfinite: NonFinitePolicy | None = None,
@@ -213,7 +219,11 @@ class Scheme(abc.ABC):
         qd = dtype if isinstance(dtype, QuantDtype) else get_dtype(dtype or self.capabilities.default_dtype)
         check_input(x, name=name)
         if not self.supports_dtype(qd):
-            supported = "every integer dtype" if self.capabilities.dtypes is None else ", ".join(self.capabilities.dtypes)
+            supported = (
+                "every integer dtype"
+                if self.capabilities.dtypes is None
+                else ", ".join(self.capabilities.dtypes)
+            )
             raise UnsupportedDtypeError(
                 f"scheme {self.name!r} does not support dtype {qd.name!r}; it supports: "
                 f"{supported} (and the float targets float16, bfloat16)."
@@ -221,9 +231,15 @@ class Scheme(abc.ABC):
         gran = granularity if granularity is not None else self.capabilities.default_granularity
         if qd.is_float:
             return QParams(
-                None, None, dtype=qd.name, granularity=PerTensor(), scheme=self.name,
-                scheme_version=self.version, profile=self.profile.name,
-                compute_dtype=self.profile.compute_dtype, affine=True,
+                None,
+                None,
+                dtype=qd.name,
+                granularity=PerTensor(),
+                scheme=self.name,
+                scheme_version=self.version,
+                profile=self.profile.name,
+                compute_dtype=self.profile.compute_dtype,
+                affine=True,
             )
         if not isinstance(gran, (PerTensor, PerChannel, PerGroup)):
             raise UnsupportedGranularityError(
@@ -244,9 +260,15 @@ class Scheme(abc.ABC):
         scale, zero_point = self.compute_scale_zero_point(x, qd, layout.granularity, name=name)
         self._check_result(scale, zero_point, qd, layout, x)
         return QParams(
-            scale, zero_point, dtype=qd.name, granularity=layout.granularity, scheme=self.name,
-            scheme_version=self.version, profile=self.profile.name,
-            compute_dtype=self.profile.compute_dtype, affine=self.capabilities.affine,
+            scale,
+            zero_point,
+            dtype=qd.name,
+            granularity=layout.granularity,
+            scheme=self.name,
+            scheme_version=self.version,
+            profile=self.profile.name,
+            compute_dtype=self.profile.compute_dtype,
+            affine=self.capabilities.affine,
         )
 
     @abc.abstractmethod

@@ -1,0 +1,151 @@
+"""Sinks of the loop: an in-memory dict, or safetensors files in the native or compressed-tensors format."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mono_quant.cli._formats import compressed_tensors as ct
+from mono_quant.cli._formats import native
+from mono_quant.cli._safetensors import StreamingWriter
+from mono_quant.cli._source import Shard, Source
+from mono_quant.cli._tensor import QuantizedTensor
+
+__all__ = ["FileSink", "MemorySink"]
+
+
+class MemorySink:
+    """Collects ``name -> QuantizedTensor | Tensor`` (tensors are kept by reference, not copied)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, QuantizedTensor | torch.Tensor] = {}
+
+    def begin_shard(self, shard: Shard) -> None:
+        """Nothing to do per shard."""
+
+    def copy(self, name: str, tensor: torch.Tensor) -> int:
+        """Keep ``tensor`` as is."""
+        self.entries[name] = tensor
+        return tensor.numel() * tensor.element_size()
+
+    def quantized(self, name: str, qt: QuantizedTensor) -> int:
+        """Keep ``qt``."""
+        self.entries[name] = qt
+        return qt.nbytes
+
+    def end_shard(self) -> None:
+        """Nothing to do per shard."""
+
+
+class FileSink:
+    """Writes each input shard to one safetensors file under ``root`` (or to ``root`` itself).
+
+    ``file_bytes`` counts the safetensors files only (what ``Source.file_bytes`` counts on input).
+
+    ``root`` is the temporary path of an atomic output: a file when
+    ``folder=False`` (single-file input, native format), else a folder that also
+    receives the index (sharded input), the input folder's other files, and, for
+    compressed-tensors, ``config.json`` with the ``quantization_config`` block.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        fmt: str,
+        producer: dict[str, str],
+        source: Source,
+        folder: bool,
+        symmetric: bool = False,
+    ) -> None:
+        self.root = root
+        self.fmt = fmt
+        self.source = source
+        self.folder = folder
+        self.symmetric = symmetric
+        self.metadata = native.file_metadata(producer)
+        if fmt == ct.FORMAT:
+            self.metadata[native.KEY_FORMAT] = ct.FORMAT
+            del self.metadata[native.KEY_VERSION]
+        self.config = ct.QuantizationConfigBuilder()
+        self.weight_map: dict[str, str] = {}
+        self.data_bytes = 0
+        self.file_bytes = 0
+        self._writer: StreamingWriter | None = None
+        self._shard = ""
+
+    def begin_shard(self, shard: Shard) -> None:
+        """Open the writer of this shard's output file."""
+        path = self.root / shard.name if self.folder else self.root
+        self._writer = StreamingWriter(path, self.metadata)
+        self._shard = shard.name
+
+    def _add(self, name: str, tensor: torch.Tensor) -> int:
+        assert self._writer is not None
+        self.weight_map[name] = self._shard
+        return self._writer.add(name, tensor)
+
+    def copy(self, name: str, tensor: torch.Tensor) -> int:
+        """Write ``tensor`` unchanged."""
+        if self.fmt == native.FORMAT:
+            native.check_name(name)
+        return self._add(name, tensor)
+
+    def quantized(self, name: str, qt: QuantizedTensor) -> int:
+        """Write the stored form of ``qt`` in this sink's format."""
+        assert self._writer is not None
+        if self.fmt == native.FORMAT:
+            tensors, (key, value) = native.encode(name, qt)
+            self._writer.metadata[key] = value
+        else:
+            tensors, args = ct.encode(name, qt, symmetric=self.symmetric)
+            self.config.add(name, args)
+        return sum(self._add(n, t) for n, t in tensors)
+
+    def end_shard(self) -> None:
+        """Finish this shard's file (header, data, fsync)."""
+        assert self._writer is not None
+        writer, self._writer = self._writer, None
+        self.data_bytes += writer.data_bytes
+        self.file_bytes += writer.close()
+
+    def abort(self) -> None:
+        """Remove the file being written, if any."""
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+
+    def finish(self) -> None:
+        """Write the index, copy the input folder's other files, write config.json (compressed-tensors)."""
+        if not self.folder:
+            return
+        src = self.source
+        if len(src.shards) > 1 or src.index_metadata:
+            index = {"metadata": {**src.index_metadata, "total_size": self.data_bytes}, "weight_map": self.weight_map}
+            name = "model.safetensors.index.json"
+            if src.path is not None:
+                found = sorted(src.path.glob("*.safetensors.index.json"))
+                name = found[0].name if found else name
+            self._write_json(self.root / name, index)
+        config: dict[str, Any] | None = None
+        for f in src.extra_files:
+            assert src.path is not None
+            rel = f.relative_to(src.path)
+            if self.fmt == ct.FORMAT and rel == Path("config.json"):
+                config = json.loads(f.read_text())
+                continue
+            dest = self.root / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dest)
+        if self.fmt == ct.FORMAT:
+            config = config if isinstance(config, dict) else {}
+            config["quantization_config"] = self.config.build()
+            self._write_json(self.root / "config.json", config)
+
+    @staticmethod
+    def _write_json(path: Path, data: dict[str, Any]) -> None:
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

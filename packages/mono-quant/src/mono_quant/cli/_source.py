@@ -1,0 +1,262 @@
+"""Input checkpoints: one safetensors file, a sharded folder, a .pt/.bin state dict, or a dict."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mono_quant.cli._errors import InputError
+from mono_quant.cli._safetensors import dtype_from_name, read_safetensors
+
+__all__ = ["Shard", "Source", "TensorInfo", "open_source", "source_from_state_dict"]
+
+#: Files in a checkpoint folder that hold weights in some format; never copied to the output.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".gguf")
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What the header says about one tensor, before its data is read."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the tensor's data."""
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n * torch.empty((), dtype=self.dtype).element_size()
+
+
+class _Reader:
+    def get(self, name: str) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _SafetensorsReader(_Reader):
+    def __init__(self, handle: Any, path: Path) -> None:
+        self._handle = handle
+        self._path = path
+
+    def get(self, name: str) -> torch.Tensor:
+        try:
+            t: torch.Tensor = self._handle.get_tensor(name)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the file changed or is damaged
+            raise InputError(
+                f"{name!r} in {self._path} cannot be read ({' '.join(str(exc).split())}); the file may "
+                f"have changed during the run or be damaged."
+            ) from exc
+        return t
+
+
+class _DictReader(_Reader):
+    def __init__(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        self._tensors = tensors
+
+    def get(self, name: str) -> torch.Tensor:
+        return self._tensors[name]
+
+
+@dataclass
+class Shard:
+    """One file of the input (or an in-memory dict): its tensors, in file order."""
+
+    name: str
+    infos: list[TensorInfo]
+    metadata: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+    tensors: Mapping[str, torch.Tensor] | None = None
+
+    @contextmanager
+    def open(self) -> Iterator[_Reader]:
+        """A reader for this shard's tensors; one tensor is loaded per ``get``."""
+        if self.tensors is not None:
+            yield _DictReader(self.tensors)
+            return
+        assert self.path is not None
+        with read_safetensors(self.path) as handle:
+            yield _SafetensorsReader(handle, self.path)
+
+
+@dataclass
+class Source:
+    """A checkpoint to read: ``kind`` is ``file``, ``folder`` or ``memory``."""
+
+    kind: str
+    shards: list[Shard]
+    path: Path | None = None
+    extra_files: list[Path] = field(default_factory=list)
+    index_metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def infos(self) -> list[TensorInfo]:
+        """Every tensor of every shard."""
+        return [i for s in self.shards for i in s.infos]
+
+    @property
+    def input_paths(self) -> list[Path]:
+        """The files this source reads (protected from being overwritten)."""
+        paths = [s.path for s in self.shards if s.path is not None]
+        return paths + ([self.path] if self.path is not None else [])
+
+    @property
+    def file_bytes(self) -> int:
+        """Size on disk of the weight files read (0 for an in-memory dict)."""
+        if self.kind == "file" and self.path is not None:  # a .pt/.bin state dict
+            return self.path.stat().st_size
+        return sum(s.path.stat().st_size for s in self.shards if s.path is not None)
+
+
+def open_source(path: str | Path) -> Source:
+    """Read the headers of ``path`` and check every shard opens, before any work starts.
+
+    ``path`` is a ``.safetensors`` file; a folder holding a ``*.safetensors.index.json``
+    (sharded) or a single ``*.safetensors``; or a ``.pt``/``.bin``/``.pth`` state dict,
+    loaded with ``weights_only=True``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p} does not exist; check the path.")
+    if p.is_dir():
+        return _open_folder(p)
+    if p.suffix in PICKLE_SUFFIXES:
+        return _open_pickle(p)
+    return Source("file", [_safetensors_shard(p, p.name)], path=None)
+
+
+def _safetensors_shard(path: Path, name: str) -> Shard:
+    with read_safetensors(path) as f:
+        infos = []
+        for key in f.keys():
+            sl = f.get_slice(key)
+            infos.append(TensorInfo(key, dtype_from_name(sl.get_dtype()), tuple(int(s) for s in sl.get_shape())))
+        metadata = dict(f.metadata() or {})
+    return Shard(name, infos, metadata, path=path)
+
+
+def _open_folder(folder: Path) -> Source:
+    indexes = sorted(folder.glob("*.safetensors.index.json"))
+    if len(indexes) > 1:
+        raise InputError(
+            f"{folder} holds {len(indexes)} safetensors index files ({', '.join(i.name for i in indexes)}); "
+            f"keep one, or pass the .safetensors file itself."
+        )
+    if indexes:
+        index_path = indexes[0]
+        try:
+            index = json.loads(index_path.read_text())
+            weight_map: dict[str, str] = dict(index["weight_map"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(
+                f"{index_path} is not a readable safetensors index (a JSON object with a 'weight_map'): {exc}."
+            ) from exc
+        files = sorted(set(weight_map.values()))
+        shards = []
+        for fname in files:
+            shard_path = folder / fname
+            if not shard_path.is_file():
+                raise InputError(f"{index_path.name} lists the shard {fname}, which is missing from {folder}.")
+            shards.append(_safetensors_shard(shard_path, fname))
+        for shard in shards:
+            for info in shard.infos:
+                if weight_map.get(info.name) != shard.name:
+                    raise InputError(
+                        f"{info.name!r} is in {shard.name} but {index_path.name} maps it to "
+                        f"{weight_map.get(info.name)!r}; the index does not match the shards."
+                    )
+        listed = {i.name for s in shards for i in s.infos}
+        missing = sorted(set(weight_map) - listed)
+        if missing:
+            raise InputError(f"{index_path.name} lists {missing[0]!r}, which no shard holds.")
+        meta = dict(index.get("metadata") or {})
+        extra = _extra_files(folder, skip={index_path})
+        return Source("folder", shards, path=folder, extra_files=extra, index_metadata=meta)
+    singles = sorted(folder.glob("*.safetensors"))
+    if len(singles) != 1:
+        what = "no .safetensors file" if not singles else f"{len(singles)} .safetensors files and no index"
+        raise InputError(
+            f"{folder} holds {what}; pass a .safetensors file, or a folder with one .safetensors file "
+            f"or a *.safetensors.index.json."
+        )
+    return Source(
+        "folder", [_safetensors_shard(singles[0], singles[0].name)], path=folder,
+        extra_files=_extra_files(folder, skip=set()),
+    )
+
+
+def _extra_files(folder: Path, skip: set[Path]) -> list[Path]:
+    """Non-weight files (config, tokenizer, ...) to carry into an output folder."""
+    out = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if not p.is_file() or p in skip or any(part.startswith(".") for part in rel.parts):
+            continue
+        if p.name.endswith(WEIGHT_SUFFIXES) or p.name.endswith(".index.json"):
+            continue
+        out.append(p)
+    return out
+
+
+def _open_pickle(path: Path) -> Source:
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"{path} needs more than tensors to load, and mono-quant only loads pickles with "
+            f"weights_only=True, which never runs code from the file ({first}). Re-save it as a plain "
+            f"state dict (torch.save(model.state_dict(), path)) or as safetensors."
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a damaged file
+        raise InputError(
+            f"{path} is not a readable PyTorch state dict ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]}); it may be truncated or corrupt."
+        ) from exc
+    source = source_from_state_dict(_flat_state_dict(obj, path), kind="file", name=path.stem + ".safetensors")
+    source.path = path
+    return source
+
+
+def _flat_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    if not isinstance(obj, Mapping):
+        raise InputError(f"{path} holds a {type(obj).__name__}, not a state dict (a dict of tensors).")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        key = bad[0]
+        nested = isinstance(obj[key], Mapping)
+        hint = (
+            f" It looks nested: extract it first, e.g. torch.save(ckpt[{key!r}], 'weights.pt')." if nested else ""
+        )
+        raise InputError(
+            f"{path} is not a flat state dict: entry {key!r} is a {type(obj[key]).__name__}, "
+            f"not a tensor.{hint}"
+        )
+    return dict(obj)
+
+
+def source_from_state_dict(
+    state_dict: Mapping[str, torch.Tensor], *, kind: str = "memory", name: str = "model.safetensors"
+) -> Source:
+    """A one-shard source over an in-memory state dict (tensors are not copied)."""
+    infos = []
+    for key, t in state_dict.items():
+        if not isinstance(t, torch.Tensor):
+            raise InputError(f"state dict entry {key!r} is a {type(t).__name__}, not a tensor.")
+        infos.append(TensorInfo(key, t.dtype, tuple(t.shape)))
+    return Source(kind, [Shard(name, infos, tensors=state_dict)])

@@ -1,0 +1,80 @@
+"""The tensor-by-tensor loop: read one tensor, quantize or copy it, hand it to a sink, let it go."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from mono_quant.cli._plan import Plan
+from mono_quant.cli._progress import Progress
+from mono_quant.cli._report import TensorReport
+from mono_quant.cli._source import Shard, Source, TensorInfo
+from mono_quant.cli._tensor import QuantizedTensor, check_finite, quantize_tensor
+from mono_quant.core import NonFiniteError
+
+__all__ = ["Sink", "run"]
+
+
+class Sink(Protocol):
+    """Where the loop's output goes: a file writer or an in-memory dict."""
+
+    def begin_shard(self, shard: Shard) -> None:
+        """A new input shard starts."""
+
+    def copy(self, name: str, tensor: torch.Tensor) -> int:
+        """Store ``tensor`` unchanged; return the bytes stored."""
+
+    def quantized(self, name: str, qt: QuantizedTensor) -> int:
+        """Store a quantized tensor; return the bytes stored."""
+
+    def end_shard(self) -> None:
+        """The current shard is done."""
+
+
+def run(source: Source, plan: Plan, sink: Sink, *, progress: Progress | None = None) -> list[TensorReport]:
+    """Quantize or copy every tensor of ``source`` into ``sink``, one tensor in memory at a time.
+
+    Errors propagate as raised (core errors name the tensor); the caller's
+    atomic output removes anything partial.
+    """
+    reports: list[TensorReport] = []
+    for shard in source.shards:
+        sink.begin_shard(shard)
+        with shard.open() as reader:
+            for info in shard.infos:
+                tensor = reader.get(info.name)
+                reports.append(_one(info, tensor, plan, sink))
+                del tensor  # only one input tensor is alive at a time
+                if progress is not None:
+                    progress.update(info.nbytes)
+        sink.end_shard()
+    return reports
+
+
+def _one(info: TensorInfo, tensor: torch.Tensor, plan: Plan, sink: Sink) -> TensorReport:
+    name = info.name
+    dtype = str(info.dtype).removeprefix("torch.")
+    wanted, reason = plan.selection.decide(name, info.dtype, info.shape)
+    if not wanted:
+        after = sink.copy(name, tensor)
+        return TensorReport(name, info.shape, dtype, "copied", info.nbytes, after, reason=reason)
+    try:
+        check_finite(tensor, name)
+    except NonFiniteError as exc:
+        if plan.nonfinite != "skip":
+            raise
+        after = sink.copy(name, tensor)
+        bad = int((~torch.isfinite(tensor)).sum())
+        del exc
+        return TensorReport(
+            name, info.shape, dtype, "skipped", info.nbytes, after,
+            reason=f"{bad} non-finite value(s); copied unquantized (--nonfinite skip)",
+        )
+    qt, signal, noise = quantize_tensor(tensor, plan.scheme, plan.dtype, plan.granularity, name=name)
+    after = sink.quantized(name, qt)
+    return TensorReport(
+        name, info.shape, dtype, "quantized", info.nbytes, after,
+        reason=reason, scheme=plan.scheme.name, dtype=plan.dtype.name,
+        granularity=str(qt.qparams.granularity), signal=signal, noise=noise,
+    )

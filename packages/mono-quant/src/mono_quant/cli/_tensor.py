@@ -1,0 +1,146 @@
+"""One tensor: its codes and qparams together, how it is quantized, and how much error that made."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from mono_quant.core import (
+    Granularity,
+    NonFiniteError,
+    QParams,
+    QuantDtype,
+    Scheme,
+    dequantize,
+    pack,
+    packed_shape,
+    quantize,
+)
+
+__all__ = ["QuantizedTensor", "check_finite", "quantize_tensor", "sqnr_db"]
+
+_CHUNK = 1 << 22  # elements per float64 chunk when summing energies
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedTensor:
+    """Codes (unpacked, the original shape), their QParams, the quant dtype and the original dtype.
+
+    >>> import torch
+    >>> from mono_quant.core import QParams, get_dtype
+    >>> qp = QParams(torch.tensor(0.5), torch.tensor(0, dtype=torch.int32), dtype="int8")
+    >>> qt = QuantizedTensor(torch.tensor([2, -4], dtype=torch.int8), qp, get_dtype("int8"), torch.float32)
+    >>> qt.dequantize().tolist()
+    [1.0, -2.0]
+    """
+
+    codes: torch.Tensor
+    qparams: QParams
+    quant_dtype: QuantDtype
+    orig_dtype: torch.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the original tensor (and of the unpacked codes)."""
+        return tuple(self.codes.shape)
+
+    def dequantize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Floats back, with core's :func:`~mono_quant.core.dequantize`, in ``dtype`` (default: the original)."""
+        return dequantize(self.codes, self.qparams, dtype=dtype or self.orig_dtype)
+
+    def stored(self) -> torch.Tensor:
+        """The codes as stored: packed with the dtype's :class:`~mono_quant.core.Packing`, if it has one."""
+        if self.quant_dtype.packing is None:
+            return self.codes
+        return pack(self.codes, self.quant_dtype)
+
+    @property
+    def nbytes(self) -> int:
+        """True storage bytes: stored codes plus scale plus zero-point."""
+        p = self.quant_dtype.packing
+        if p is None:
+            codes = self.codes.numel() * self.codes.element_size()
+        else:
+            n = math.prod(packed_shape(self.shape, self.quant_dtype))
+            codes = n * torch.empty((), dtype=_CONTAINERS[p.container]).element_size()
+        return codes + sum(t.numel() * t.element_size() for t in self.qparams.tensors().values())
+
+    def equals(self, other: QuantizedTensor) -> bool:
+        """Bit-identical codes, identical QParams and dtypes."""
+        return (
+            self.orig_dtype == other.orig_dtype
+            and self.quant_dtype == other.quant_dtype
+            and self.codes.dtype == other.codes.dtype
+            and self.codes.shape == other.codes.shape
+            and torch.equal(self.codes, other.codes)
+            and self.qparams.equals(other.qparams)
+        )
+
+
+_CONTAINERS = {"uint8": torch.uint8, "int16": torch.int16, "int32": torch.int32}
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    """Raise :class:`~mono_quant.core.NonFiniteError` naming ``name``, the count and the first index.
+
+    >>> import torch
+    >>> check_finite(torch.tensor([1.0, float("nan")]), "w")
+    Traceback (most recent call last):
+    ...
+    mono_quant.core.NonFiniteError: 'w' holds 1 non-finite value(s) (NaN or ±inf), the first nan at index (1,); ...
+    """
+    bad = ~torch.isfinite(x)
+    if not bool(bad.any()):
+        return
+    count = int(bad.sum())
+    flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), x.shape))
+    value = float(x.reshape(-1)[flat])
+    raise NonFiniteError(
+        f"{name!r} holds {count} non-finite value(s) (NaN or ±inf), the first {value} at index {index}; "
+        f"clean it, leave it out (--exclude '{name}'), or copy it unquantized with --nonfinite skip."
+    )
+
+
+def quantize_tensor(
+    x: torch.Tensor, scheme: Scheme, dtype: QuantDtype, granularity: Granularity, *, name: str
+) -> tuple[QuantizedTensor, float, float]:
+    """Quantize ``x``; return it with the signal and noise energies (sums of squares).
+
+    The energies compare ``x`` with its float32 reconstruction, in float64
+    chunks so no full-size float64 copy is made; :func:`sqnr_db` turns them
+    into decibels.
+    """
+    qp = scheme.compute_qparams(x, dtype, granularity, name=name)
+    codes = quantize(x, qp, name=name)
+    qt = QuantizedTensor(codes, qp, dtype, x.dtype)
+    signal, noise = _energies(x, dequantize(codes, qp, dtype=torch.float32, name=name))
+    return qt, signal, noise
+
+
+def _energies(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[float, float]:
+    signal = 0.0
+    noise = 0.0
+    for a, b in zip(x.reshape(-1).split(_CHUNK), x_hat.reshape(-1).split(_CHUNK)):
+        a64 = a.to(torch.float64)
+        signal += float(torch.dot(a64, a64))
+        d = a64 - b.to(torch.float64)
+        noise += float(torch.dot(d, d))
+    return signal, noise
+
+
+def sqnr_db(signal: float, noise: float) -> float:
+    """Signal-to-quantization-noise ratio in dB; ``inf`` when the reconstruction is exact.
+
+    >>> sqnr_db(100.0, 1.0)
+    20.0
+    >>> sqnr_db(1.0, 0.0)
+    inf
+    """
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
