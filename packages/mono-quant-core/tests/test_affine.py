@@ -151,3 +151,42 @@ def test_float_targets_are_a_plain_cast(asym: Scheme) -> None:
         q = quantize(x, qp)
         assert q.dtype == dt and torch.equal(q, x.to(dt))
         assert torch.equal(dequantize(q, qp), x.to(dt).float())
+
+
+@pytest.mark.parametrize(
+    ("shape", "granularity"),
+    [
+        ((6, 64), PerGroup(-1, 32)),
+        ((6, 64), PerChannel(0)),
+        ((3, 4, 10), PerTensor()),
+        ((6, 64), PerChannel(1)),
+        ((4, 12), PerGroup(0, 2)),
+        ((5, 7), PerTensor()),
+    ],
+)
+@pytest.mark.parametrize("signed", [True, False])
+def test_packing_inside_the_quantize_loop_equals_quantize_then_pack(
+    shape: tuple[int, ...], granularity: PerTensor | PerChannel | PerGroup, signed: bool
+) -> None:
+    from mono_quant.core import Packing, QuantDtype, pack
+    from mono_quant.core._affine import quantize_affine
+
+    dtype = (
+        QuantDtype("i4", 4, True, -8, 7, "int8", packing=Packing(4, 2, offset=8))
+        if signed
+        else QuantDtype("u4", 4, False, 0, 15, "uint8", packing=Packing(4, 2))
+    )
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(7))
+    scheme_scale = x.abs().amax() / 7
+    from mono_quant.core import GranuleLayout
+
+    qshape = GranuleLayout.of(shape, granularity).qparam_shape
+    qp = QParams(
+        torch.full(qshape, float(scheme_scale)),
+        torch.full(qshape, 0 if signed else 8, dtype=torch.int32),
+        dtype="int8",
+        granularity=granularity,
+    )
+    codes = quantize_affine(x, qp, dtype)
+    packed = quantize_affine(x, qp, dtype, pack=True)
+    assert packed.dtype == torch.uint8 and torch.equal(packed, pack(codes, dtype))

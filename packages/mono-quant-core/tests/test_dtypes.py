@@ -115,3 +115,22 @@ def test_entries_are_data_compared_by_value_and_serializable() -> None:
         "offset": 8,
     }
     assert Packing.from_dict(data["packing"]) == a.packing  # type: ignore[arg-type]
+
+
+def test_codebook_dtypes_are_refused_by_schemes_that_take_every_integer_dtype() -> None:
+    from mono_quant.core import Capabilities, MinMaxScheme, UnsupportedDtypeError, asymmetric_qparams
+
+    class Any(MinMaxScheme):
+        name, version, capabilities = "any", "1", Capabilities(dtypes=None)
+
+        def qparams_from_range(
+            self, lo: torch.Tensor, hi: torch.Tensor, dtype: QuantDtype
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            return asymmetric_qparams(lo, hi, dtype, self.profile)
+
+    nf = QuantDtype("nf-test", 4, False, 0, 15, "uint8", affine=False)
+    assert Any().supports_dtype(get_dtype("uint8")) and not Any().supports_dtype(nf)
+    with pytest.raises(UnsupportedDtypeError, match="it supports: every affine integer dtype"):
+        Any().compute_qparams(torch.ones(3), nf)
+    with pytest.raises(ValueError, match="a float target cannot be a codebook"):
+        QuantDtype("f", 16, True, None, None, "float16", kind="float", affine=False)

@@ -71,3 +71,15 @@ def test_unpacked_dtypes_pass_through() -> None:
     i8 = QuantDtype("i8", 8, True, -128, 127, "int8")
     codes = torch.tensor([1, -2], dtype=torch.int8)
     assert pack(codes, i8) is codes and unpack(codes, i8, (2,)) is codes
+
+
+@pytest.mark.parametrize("dtype", [I4, U4], ids=lambda d: d.name)
+@given(data=st.data())
+def test_nibble_bytes_equal_the_layout_formula(dtype: QuantDtype, data: st.DataObject) -> None:
+    codes = data.draw(codes_for(dtype))
+    assert dtype.packing is not None
+    wide = codes.to(torch.int64) + dtype.packing.offset
+    if wide.shape[-1] % 2:
+        wide = torch.cat([wide, torch.zeros(*wide.shape[:-1], 1, dtype=torch.int64)], dim=-1)
+    expected = wide[..., 0::2] | (wide[..., 1::2] << 4)  # first code in the low nibble
+    assert torch.equal(pack(codes, dtype), expected.to(torch.uint8))

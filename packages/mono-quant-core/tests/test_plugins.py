@@ -23,6 +23,7 @@ BROKEN = {
     "mqtest-hook-raises": "boom from mqtest-hook-raises",
     "mqtest-misspelled": "mono_quant_schemas",
     "mqtest-unmarked": "without the @hookimpl marker",
+    "mqtest-half-marked": "mono_quant_dtypes without the @hookimpl marker",
 }
 
 

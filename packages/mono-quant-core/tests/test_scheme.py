@@ -191,3 +191,16 @@ def test_describe_reports_profile_policies_and_capabilities(asym: Scheme) -> Non
 
 def test_per_tensor_is_the_default_granularity(asym: Scheme) -> None:
     assert asym.compute_qparams(torch.ones(2, 2)).granularity == PerTensor()
+
+
+@pytest.mark.parametrize("granularity", [PerTensor(), PerChannel(1), PerGroup(0, 4)])
+def test_quantize_tensor_equals_compute_qparams_then_quantize(asym: Scheme, granularity: Granularity) -> None:
+    x = torch.randn(8, 12, generator=torch.Generator().manual_seed(9)).to(torch.bfloat16)
+    codes, qp = asym.quantize_tensor(x, "uint8", granularity)
+    ref = asym.compute_qparams(x, "uint8", granularity)
+    assert qp.equals(ref) and torch.equal(codes, quantize(x, ref))
+
+
+def test_quantize_tensor_still_refuses_non_finite_input(asym: Scheme) -> None:
+    with pytest.raises(NonFiniteError, match="'w' holds 1 non-finite"):
+        asym.quantize_tensor(torch.tensor([1.0, float("inf")]), "int8", name="w")

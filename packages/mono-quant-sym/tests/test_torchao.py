@@ -28,12 +28,13 @@ TORCHAO = get_scheme("symmetric", profile="torchao")
 F32_EPS = torch.finfo(torch.float32).eps
 
 #: Our dtype -> (torchao target dtype for the qparams, output dtype and range for the codes).
-#: torchao knows torch.int4/uint4 for its ranges but cannot cast codes to torch.int4.
+#: torchao knows torch.int4/uint4 for its ranges but cannot cast codes to torch.int4
+#: (and torch.int4/uint4 are missing from torch's stubs).
 ORACLE_DTYPES: dict[str, tuple[torch.dtype, torch.dtype, int | None, int | None]] = {
     "int8": (torch.int8, torch.int8, None, None),
     "uint8": (torch.uint8, torch.uint8, None, None),
-    "int4": (torch.int4, torch.int8, -8, 7),
-    "uint4": (torch.uint4, torch.uint4, None, None),
+    "int4": (torch.int4, torch.int8, -8, 7),  # type: ignore[attr-defined]
+    "uint4": (torch.uint4, torch.uint4, None, None),  # type: ignore[attr-defined]
 }
 QDTYPES = [name for name in ORACLE_DTYPES if name in list_dtypes()]
 GROUP_SIZES = (32, 64, 128)
@@ -93,10 +94,19 @@ def check(
     bitexact(codes, ref_codes, "codes " + what)
 
 
+def finite_tensors(
+    shapes: st.SearchStrategy[tuple[int, ...]] | None = None,
+    dtypes: st.SearchStrategy[torch.dtype] | None = None,
+) -> st.SearchStrategy[torch.Tensor]:
+    """``mqst.tensors`` without its rare non-finite draws: for float16, the "outlier" and
+    "ties" kinds at magnitude 1e4 overflow to inf (reported against the shared strategies)."""
+    return mqst.tensors(shapes=shapes, dtypes=dtypes).filter(lambda x: bool(torch.isfinite(x).all()))
+
+
 @st.composite
 def cases(draw: st.DrawFn, float_dtypes: list[str] | None = None) -> tuple[torch.Tensor, Granularity, str]:
     """Any tensor, any granularity the shared strategies draw for it, any dtype."""
-    x = draw(mqst.tensors(dtypes=mqst.float_dtypes(float_dtypes)), label="x")
+    x = draw(finite_tensors(dtypes=mqst.float_dtypes(float_dtypes)), label="x")
     granularity = draw(mqst.granularities(tuple(x.shape)))
     return x, granularity, draw(st.sampled_from(QDTYPES))
 
@@ -110,7 +120,7 @@ def group_cases(draw: st.DrawFn, remainder: bool = False) -> tuple[torch.Tensor,
     group_size = draw(st.sampled_from(GROUP_SIZES))
     extra = draw(st.integers(1, group_size - 1)) if remainder else 0
     shape[axis] = group_size * draw(st.integers(0 if remainder else 1, 3)) + extra
-    x = draw(mqst.tensors(shapes=st.just(tuple(shape))), label="x")
+    x = draw(finite_tensors(shapes=st.just(tuple(shape))), label="x")
     signed_axis = axis - len(shape) if draw(st.booleans()) else axis
     return x, PerGroup(signed_axis, group_size), draw(st.sampled_from(QDTYPES))
 
@@ -147,13 +157,16 @@ def test_pad_policy_equals_torchao_on_the_full_groups_and_on_the_partial_group(
     assert qp.scale is not None and qp.zero_point is not None
     assert qp.scale.shape[axis] == full + 1
     assert codes.shape == x.shape
-    parts = [(0, full * group_size, 0, full, PerGroup(axis, group_size))]
-    parts.append((full * group_size, size - full * group_size, full, 1, PerGroup(axis, size - full * group_size)))
-    for start, length, group_start, groups, part_granularity in parts:
+    rest = size - full * group_size
+    parts = [  # (first element, elements, first group, groups, group size) along the axis
+        (0, full * group_size, 0, full, group_size),
+        (full * group_size, rest, full, 1, rest),
+    ]
+    for start, length, group_start, groups, part_size in parts:
         if length == 0:
             continue
         piece = x.float().narrow(axis, start, length)
-        scale, zero_point, ref_codes = torchao_reference(piece, part_granularity, dtype, F32_EPS)
+        scale, zero_point, ref_codes = torchao_reference(piece, PerGroup(axis, part_size), dtype, F32_EPS)
         what = f"pad {dtype} {granularity} {tuple(x.shape)} elements {start}..{start + length}"
         bitexact(qp.scale.narrow(axis, group_start, groups), scale, "scale " + what)
         bitexact(qp.zero_point.narrow(axis, group_start, groups), zero_point, "zero_point " + what)
@@ -168,11 +181,14 @@ def test_torchao_profile_equals_torchao_defaults_in_the_input_dtype(
     check(TORCHAO, x, granularity, dtype, x, None, bitexact)
 
 
-def _sweep_granularities(shape: tuple[int, ...]) -> list[Granularity]:
+def _sweep_granularities(shape: tuple[int, ...], negative: bool) -> list[Granularity]:
+    """Per-tensor, then per-channel and every fitting group size on each axis, each axis
+    spelled non-negative or negative (the sweep alternates; hypothesis draws both)."""
     out: list[Granularity] = [PerTensor()]
-    for axis in range(-len(shape), len(shape)):
-        out.append(PerChannel(axis))
-        out += [PerGroup(axis, g) for g in GROUP_SIZES if shape[axis] % g == 0]
+    for axis in range(len(shape)):
+        spelled = axis - len(shape) if negative else axis
+        out.append(PerChannel(spelled))
+        out += [PerGroup(spelled, g) for g in GROUP_SIZES if shape[axis] % g == 0]
     return out
 
 
@@ -182,13 +198,13 @@ def test_every_element_kind_and_float_dtype_equals_torchao(
     kind_index: int, float_index: int, bitexact: BitExact
 ) -> None:
     """A fixed sweep, so every edge case runs whatever hypothesis draws: each element kind
-    with each input dtype, both profiles, on a rotating shape with every axis (both
-    signs), group sizes 32/64/128 where they fit, contiguous or a strided view."""
+    with each input dtype, both profiles, on a rotating shape with every axis (either
+    sign), group sizes 32/64/128 where they fit, contiguous or a strided view."""
     kind = mqst.ELEMENT_KINDS[kind_index]
     name, float_dtype = list(mqst.FLOAT_DTYPES.items())[float_index]
     shape = SWEEP_SHAPES[(kind_index + float_index) % len(SWEEP_SHAPES)]
     x = mqst.make_tensor(shape, float_dtype, kind=kind, seed=kind_index, noncontiguous=float_index % 2 == 1)
-    for granularity in _sweep_granularities(shape):
+    for granularity in _sweep_granularities(shape, negative=kind_index % 2 == 1):
         for dtype in QDTYPES:
             check(DEFAULT, x, granularity, dtype, x.float(), F32_EPS, bitexact)
             if name in TORCHAO_INPUTS:
@@ -197,14 +213,14 @@ def test_every_element_kind_and_float_dtype_equals_torchao(
 
 def test_torchao_profile_differs_from_default_where_torchao_does() -> None:
     """The profiles are not the same thing twice: on bf16 input torchao's math in bf16
-    collapses scales the float32 default keeps apart, and its eps floor is lower."""
-    x = torch.tensor([1.0, 1.0078125, -0.5], dtype=torch.bfloat16)
+    rounds scales the float32 default keeps exact, and its eps floor is far lower."""
+    bf16 = torch.tensor([1.0, 1.0078125, -0.5, 0.25], dtype=torch.bfloat16)
     tiny = torch.full((4,), 1e-30)
-    d, t = DEFAULT.compute_qparams(x, "int8"), TORCHAO.compute_qparams(x, "int8")
-    ref, _ = choose_qparams_affine(x, MAPPING, (3,), torch.int8)
+    for x in (bf16, tiny):
+        d, t = DEFAULT.compute_qparams(x, "int8"), TORCHAO.compute_qparams(x, "int8")
+        ref, _ = choose_qparams_affine(x, MAPPING, tuple(x.shape), torch.int8)
+        assert d.scale is not None and t.scale is not None
+        assert torch.equal(t.scale, ref.float())
+        assert not torch.equal(d.scale, t.scale)
     assert d.scale is not None and t.scale is not None
-    assert torch.equal(t.scale, ref.float()) and not torch.equal(d.scale, t.scale)
-    d, t = DEFAULT.compute_qparams(tiny, "int8"), TORCHAO.compute_qparams(tiny, "int8")
-    assert d.scale is not None and t.scale is not None
-    assert float(d.scale) == F32_EPS
-    assert float(t.scale) == pytest.approx(1e-30 / 127.5, rel=1e-6)
+    assert float(d.scale) == F32_EPS and 0 < float(t.scale) < 1e-31  # tiny: floored vs its own range

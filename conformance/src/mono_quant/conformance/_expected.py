@@ -75,6 +75,7 @@ class ExpectedFailures:
     Build it from a mapping (id -> reason), a file (:meth:`from_file`) or a
     ``pyproject.toml`` table (:meth:`from_pyproject`); ``+`` merges two.
 
+    >>> from mono_quant.conformance import ExpectedFailures
     >>> xf = ExpectedFailures.from_mapping({"check_x[nf4]": "codebook"}, source="doc")
     >>> xf.match("check_x[d:nf4-int8]").reason
     'codebook'
@@ -126,8 +127,10 @@ class ExpectedFailures:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> ExpectedFailures:
-        """Entries from a ``.toml`` file (the same table as in ``pyproject.toml``, or a bare
-        ``[expected-failures]`` table) or a text file of ``<test id>  # <reason>`` lines.
+        """Entries from a ``.toml`` file or a text file of ``<test id>  # <reason>`` lines.
+
+        A ``.toml`` file holds the same table as ``pyproject.toml``, or a bare
+        ``[expected-failures]`` table.
         """
         p = Path(path)
         if not p.is_file():
@@ -154,8 +157,9 @@ class ExpectedFailures:
 
     @classmethod
     def from_pyproject(cls, path: str | os.PathLike[str]) -> ExpectedFailures:
-        """Entries from the ``[tool.mono-quant.conformance]`` table of a ``pyproject.toml``
-        (none if the table is absent). ``expected-failures-files`` are read relative to it.
+        """Entries from the ``[tool.mono-quant.conformance]`` table of a ``pyproject.toml``.
+
+        None if the table is absent; ``expected-failures-files`` are read relative to it.
         """
         p = Path(path)
         table = _read_toml(p).get("tool", {}).get("mono-quant", {}).get("conformance")
@@ -175,7 +179,7 @@ class ExpectedFailures:
         mapping = table.get("expected-failures", {})
         if not isinstance(mapping, dict):
             raise ExpectedFailuresError(
-                f"{source}: 'expected-failures' must be a table of \"<test id>\" = \"<reason>\"."
+                f'{source}: \'expected-failures\' must be a table of "<test id>" = "<reason>".'
             )
         result = cls.from_mapping(mapping, source=source)
         files = table.get("expected-failures-files", [])
@@ -185,7 +189,7 @@ class ExpectedFailures:
             result = result + cls.from_file(path.parent / str(name))
         stale = table.get("stale", "fail")
         if stale not in ("fail", "warn"):
-            raise ExpectedFailuresError(f"{source}: 'stale' must be \"fail\" or \"warn\", got {stale!r}.")
+            raise ExpectedFailuresError(f'{source}: \'stale\' must be "fail" or "warn", got {stale!r}.')
         return ExpectedFailures(result.entries, stale)
 
 

@@ -63,9 +63,8 @@ class Subject:
         return self.scheme
 
     def int_dtypes(self) -> list[str]:
-        """The registered integer dtypes this scheme claims (all of them for ``dtypes=None``)."""
-        from mono_quant.core import get_dtype, list_dtypes
-        from mono_quant.core import MonoQuantError
+        """The registered integer dtypes this scheme claims (``dtypes=None``: those it accepts)."""
+        from mono_quant.core import MonoQuantError, get_dtype, list_dtypes
 
         scheme = self.get_scheme()
         claimed = scheme.capabilities.dtypes
@@ -76,7 +75,7 @@ class Subject:
                 d = get_dtype(n)
             except MonoQuantError:
                 continue  # an unregistered claim fails check_scheme_declares_name_version_and_capabilities
-            if not d.is_float:
+            if not d.is_float and (claimed is not None or scheme.supports_dtype(d)):
                 out.append(n)
         return out
 
@@ -130,18 +129,20 @@ class Subject:
 
 
 def resolve_subjects(selection: Sequence[str | Scheme] | None = None) -> list[Subject]:
-    """The subjects for ``selection``: installed scheme or distribution names, or
-    :class:`~mono_quant.core.Scheme` objects; ``None`` selects every installed plugin.
+    """The subjects for ``selection``: names of installed schemes or distributions, or objects.
 
-    Each distribution comes first, then its schemes. An unknown name raises
-    :class:`SelectionError` listing what is installed.
+    Objects are :class:`~mono_quant.core.Scheme` instances tested in process;
+    ``None`` selects every installed plugin. Each distribution comes first, then
+    its schemes. An unknown name raises :class:`SelectionError` listing what is
+    installed.
 
+    >>> from mono_quant.conformance import resolve_subjects
     >>> [s.id for s in resolve_subjects(["symmetric"])]
     ['mono-quant-sym', 'mono-quant-sym:symmetric']
     >>> resolve_subjects(["no-such"])
     Traceback (most recent call last):
     ...
-    mono_quant.conformance._selection.SelectionError: no installed scheme or distribution is called 'no-such'. ...
+    mono_quant.conformance._selection.SelectionError: no installed scheme ... called 'no-such'. ...
     """
     from mono_quant.core import Scheme, get_scheme, list_schemes, plugin_report
 
@@ -167,7 +168,12 @@ def resolve_subjects(selection: Sequence[str | Scheme] | None = None) -> list[Su
         dtypes = tuple(d for r in recs for d in r.dtypes)
         version = recs[0].version if recs else "?"
         dist_subjects[dist] = Subject(
-            dist, version, None, registered=True, problems=problems_of(dist), dtypes=dtypes,
+            dist,
+            version,
+            None,
+            registered=True,
+            problems=problems_of(dist),
+            dtypes=dtypes,
             entry_points=tuple(r.name for r in recs),
         )
         scheme_subjects.setdefault(dist, [])
@@ -205,9 +211,7 @@ def resolve_subjects(selection: Sequence[str | Scheme] | None = None) -> list[Su
             if item in installed:
                 add_scheme(item)
                 continue
-            matched = [
-                r for r in records if canonical(r.distribution) == canonical(item) or r.name == item
-            ]
+            matched = [r for r in records if canonical(r.distribution) == canonical(item) or r.name == item]
             if matched:
                 for r in matched:
                     add_distribution(r.distribution)

@@ -83,8 +83,9 @@ def float_dtypes(names: Sequence[str] | None = None) -> st.SearchStrategy[torch.
 def quant_dtypes(
     *, kind: str | None = "int", names: Sequence[str] | None = None
 ) -> st.SearchStrategy[QuantDtype]:
-    """Registered quant dtypes: integer ones by default, ``kind="float"`` for the
-    float targets, ``kind=None`` for all, or the ``names`` given.
+    """Registered quant dtypes: integer ones by default.
+
+    ``kind="float"`` gives the float targets, ``kind=None`` all, ``names`` those named.
 
     >>> quant_dtypes(names=["int8"]).example().qmax
     127
@@ -164,7 +165,9 @@ def make_tensor(
         x = base * 1e-2 * magnitude
         if x.numel():
             x.reshape(-1)[int(torch.randint(x.numel(), (1,), generator=gen))] = 50.0 * magnitude
-    x = x.to(dtype)
+    # Saturate rather than overflow: a magnitude near the dtype's max (fp16 outliers)
+    # must stay finite, as every kind promises.
+    x = x.clamp(-info.max, info.max).to(dtype)
     if noncontiguous and x.dim() >= 1:
         wide = torch.zeros(shape[:-1] + (shape[-1] * 2,), dtype=dtype)
         wide[..., ::2] = x
@@ -259,7 +262,7 @@ _default_shapes = shapes()
 
 
 def _divisors(n: int) -> list[int]:
-    small = [d for d in range(1, int(math.isqrt(n)) + 1) if n % d == 0]
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
     return sorted(set(small + [n // d for d in small]))
 
 
@@ -273,8 +276,9 @@ def granularities(
     divisible: bool = True,
     negative_axes: bool = True,
 ) -> Granularity:
-    """A granularity valid for ``shape``: any axis (negative too), and for groups a
-    size that divides the axis (``divisible=True``) or one that does not.
+    """A granularity valid for ``shape``: any axis, negative too.
+
+    For groups, a size that divides the axis (``divisible=True``) or one that does not.
 
     ``group_sizes`` restricts group sizes to those listed (axes they cannot fit
     are skipped); per-group falls back to per-channel when nothing fits.
@@ -295,7 +299,7 @@ def granularities(
         if group_sizes is not None:
             options = [g for g in options if g in group_sizes]
     else:
-        options = [g for g in (group_sizes or range(2, size)) if 1 < g and size % g != 0]
+        options = [g for g in (group_sizes or range(2, size)) if g > 1 and size % g != 0]
     if not options:
         if "per_channel" in kinds:
             return PerChannel(axis)

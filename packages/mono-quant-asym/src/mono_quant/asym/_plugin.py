@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mono_quant.core import Scheme, hookimpl
 from mono_quant.asym._scheme import AsymmetricScheme
+from mono_quant.core import Scheme, hookimpl
 
 __all__ = ["mono_quant_schemes"]
 

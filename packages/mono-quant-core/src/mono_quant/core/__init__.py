@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata as _md
 
-from mono_quant.core._affine import asymmetric_qparams, symmetric_qparams
+from mono_quant.core._affine import asymmetric_qparams, check_finite, symmetric_qparams
 from mono_quant.core._dtypes import Packing, QuantDtype
 from mono_quant.core._errors import (
     AxisError,
@@ -90,6 +90,7 @@ __all__ = [
     "UnsupportedOptionError",
     "__version__",
     "asymmetric_qparams",
+    "check_finite",
     "check_input",
     "dequantize",
     "get_dtype",

@@ -6,12 +6,16 @@ import torch
 
 from mono_quant.core._dtypes import QuantDtype
 from mono_quant.core._errors import NonFiniteError, QParamsError
+from mono_quant.core._granularity import PerChannel, PerGroup, PerTensor
 from mono_quant.core._granules import GranuleLayout
+from mono_quant.core._kernels import dequantize_rows, quantize_rows
+from mono_quant.core._packing import pack as pack_codes
 from mono_quant.core._profile import Profile
 from mono_quant.core._qparams import QParams
 
 __all__ = [
     "asymmetric_qparams",
+    "check_finite",
     "dequantize_affine",
     "quantize_affine",
     "raise_nonfinite",
@@ -97,6 +101,21 @@ def asymmetric_qparams(
     return scale.to(torch.float32), zp.to(torch.int32)
 
 
+def check_finite(x: torch.Tensor, *, name: str | None = None) -> None:
+    """Raise :class:`NonFiniteError` if ``x`` holds NaN or ±inf, naming the count and first index.
+
+    Schemes call it on their ``raise`` non-finite policy so every plugin reports
+    bad input with the same message.
+
+    >>> import torch
+    >>> check_finite(torch.tensor([1.0, float("nan")]), name="w")
+    Traceback (most recent call last):
+    ...
+    mono_quant.core.NonFiniteError: 'w' holds 1 non-finite value(s) ... at index (1,). ...
+    """
+    raise_nonfinite(x, name)
+
+
 def raise_nonfinite(x: torch.Tensor, name: str | None) -> None:
     """Raise :class:`NonFiniteError` with the count and first index of NaN/±inf in ``x``."""
     bad = ~torch.isfinite(x)
@@ -128,26 +147,66 @@ def _layout(shape: tuple[int, ...], qparams: QParams, what: str, name: str | Non
 
 
 def quantize_affine(
-    x: torch.Tensor, qparams: QParams, dtype: QuantDtype, *, name: str | None = None
+    x: torch.Tensor,
+    qparams: QParams,
+    dtype: QuantDtype,
+    *,
+    name: str | None = None,
+    check_finite: bool = True,
+    pack: bool = False,
 ) -> torch.Tensor:
-    """``clamp(round(x * (1 / scale)) + zero_point, qmin, qmax)`` as unpacked codes.
+    """``clamp(round(x * (1 / scale)) + zero_point, qmin, qmax)`` as codes.
 
     Rounds half to even and before adding the zero-point (torchao's order);
-    multiplies by the reciprocal. Non-finite input raises :class:`NonFiniteError`.
+    multiplies by the reciprocal. Non-finite input raises :class:`NonFiniteError`
+    (``check_finite=False`` skips the check when the caller has already made it).
+    With ``pack=True`` the result is the dtype's packed storage (see :func:`pack`);
+    nibble layouts along the rows are packed inside the quantize loop.
     """
     assert qparams.scale is not None and qparams.zero_point is not None
     layout = _layout(tuple(x.shape), qparams, "input", name)
     compute = torch.float32 if qparams.compute_dtype == "float32" else x.dtype
-    rows = layout.to_rows(x).to(compute)
-    scale = layout.qparams_to_rows(qparams.scale.to(device=x.device, dtype=compute))
+    rows = layout.to_rows(x)
+    scale = layout.qparams_to_rows(qparams.scale.to(x.device))
     zero_point = layout.qparams_to_rows(qparams.zero_point.to(x.device))
-    q = torch.round(rows * (1.0 / scale))
-    if not bool(torch.isfinite(q).all()):
+    bounds = code_bounds(dtype, compute)
+    fused_pack = pack and _nibbles_along_rows(x, layout, dtype)
+    if fused_pack:
+        assert dtype.packing is not None
+        out = torch.empty((rows.shape[0], rows.shape[1] // 2), dtype=torch.uint8, device=x.device)
+    else:
+        out = torch.empty(rows.shape, dtype=dtype.torch_dtype, device=x.device)
+    offset = dtype.packing.offset if fused_pack and dtype.packing is not None else None
+    if not quantize_rows(
+        rows, scale, zero_point, bounds, compute, out, check_finite=check_finite, pack_offset=offset
+    ):
         raise_nonfinite(x, name)
-    q = q + zero_point
-    qmin_f, qmax_f = code_bounds(dtype, q.dtype)
-    q = torch.clamp(q, qmin_f, qmax_f).to(dtype.torch_dtype)
-    return layout.from_rows(q)
+        raise QParamsError(
+            f"{repr(name) if name else 'the input'} times 1/scale overflows {compute}; "
+            f"the qparams were not computed from this tensor."
+        )
+    if fused_pack:
+        return out.reshape(*x.shape[:-1], x.shape[-1] // 2)
+    codes = layout.from_rows(out)
+    return pack_codes(codes, dtype) if pack else codes
+
+
+def _nibbles_along_rows(x: torch.Tensor, layout: GranuleLayout, dtype: QuantDtype) -> bool:
+    """Whether codes can be packed two per byte inside the quantize loop.
+
+    True when the dtype packs two 4-bit codes per uint8 low-first along the last
+    axis, and the rows are a C-order flattening of ``x`` with an even last axis,
+    so byte pairs never straddle a row of the original tensor.
+    """
+    p = dtype.packing
+    if p is None or (p.bits, p.per_container, p.container, p.order) != (4, 2, "uint8", "low_first"):
+        return False
+    if x.dim() == 0 or p.axis not in (-1, x.dim() - 1) or x.shape[-1] % 2 or layout.padded:
+        return False
+    g = layout.granularity
+    in_order = isinstance(g, PerTensor) or (isinstance(g, PerChannel) and g.axis == 0)
+    in_order = in_order or (isinstance(g, PerGroup) and g.axis == x.dim() - 1 and g.group_size % 2 == 0)
+    return in_order
 
 
 def dequantize_affine(
@@ -160,9 +219,12 @@ def dequantize_affine(
     """``(q - zero_point) * scale`` in float32, cast to ``out_dtype``."""
     assert qparams.scale is not None and qparams.zero_point is not None
     layout = _layout(tuple(q.shape), qparams, "codes", name)
-    wide = torch.int64 if q.dtype == torch.int32 else torch.int32
-    rows = layout.to_rows(q).to(wide)
-    zero_point = layout.qparams_to_rows(qparams.zero_point.to(q.device)).to(wide)
+    rows = layout.to_rows(q)
+    zero_point = layout.qparams_to_rows(qparams.zero_point.to(q.device))
     scale = layout.qparams_to_rows(qparams.scale.to(q.device))
-    out = (rows - zero_point).to(torch.float32) * scale
+    if q.dtype == torch.int32:  # int32 - int32 can overflow: widen to int64
+        out = (rows.to(torch.int64) - zero_point.to(torch.int64)).to(torch.float32) * scale
+    else:
+        out = torch.empty(rows.shape, dtype=torch.float32, device=q.device)
+        dequantize_rows(rows, scale, zero_point, out)
     return layout.from_rows(out).to(out_dtype)

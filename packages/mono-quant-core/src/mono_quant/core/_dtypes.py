@@ -68,6 +68,9 @@ class QuantDtype:
     ``code_dtype`` is the torch dtype that holds unpacked codes (``int8`` for int4
     codes); ``packing`` says how they are stored when packed, or ``None``.
     Float targets (``kind="float"``) have no range: quantizing to them is a cast.
+    ``affine=False`` marks an integer dtype whose codes index a codebook (NF4)
+    rather than an evenly spaced grid; affine schemes that accept "every integer
+    dtype" do not accept it.
 
     >>> d = QuantDtype("int8", bits=8, signed=True, qmin=-128, qmax=127, code_dtype="int8")
     >>> d.is_float, d.levels
@@ -83,6 +86,7 @@ class QuantDtype:
     kind: Literal["int", "float"] = "int"
     packing: Packing | None = None
     description: str = ""
+    affine: bool = True
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -98,6 +102,8 @@ class QuantDtype:
         if self.kind == "float":
             if self.qmin is not None or self.qmax is not None:
                 out.append("a float target has no qmin/qmax; pass None for both")
+            if not self.affine:
+                out.append("a float target cannot be a codebook (affine=False)")
             return out
         if self.kind != "int":
             out.append(f"kind must be 'int' or 'float', got {self.kind!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from mono_quant.core._affine import dequantize_affine, quantize_affine
+from mono_quant.core._packing import pack as pack_codes
 from mono_quant.core._qparams import QParams
 from mono_quant.core._registry import get_dtype, get_scheme
 from mono_quant.core._scheme import check_input
@@ -12,8 +13,10 @@ from mono_quant.core._scheme import check_input
 __all__ = ["dequantize", "quantize"]
 
 
-def quantize(x: torch.Tensor, qparams: QParams, *, name: str | None = None) -> torch.Tensor:
-    """Codes of ``x`` under ``qparams`` (unpacked; see :func:`pack` for storage).
+def quantize(
+    x: torch.Tensor, qparams: QParams, *, name: str | None = None, pack: bool = False
+) -> torch.Tensor:
+    """Codes of ``x`` under ``qparams``: unpacked, or with ``pack=True`` the packed storage.
 
     Affine qparams use core's affine quantize; a non-affine scheme's own
     ``quantize`` is looked up by name. A float target is a plain cast.
@@ -29,8 +32,9 @@ def quantize(x: torch.Tensor, qparams: QParams, *, name: str | None = None) -> t
     if qparams.is_float:
         return x.to(qd.torch_dtype)
     if qparams.affine:
-        return quantize_affine(x, qparams, qd, name=name)
-    return get_scheme(qparams.scheme).quantize(x, qparams, name=name)
+        return quantize_affine(x, qparams, qd, name=name, pack=pack)
+    codes = get_scheme(qparams.scheme).quantize(x, qparams, name=name)
+    return pack_codes(codes, qd) if pack else codes
 
 
 def dequantize(

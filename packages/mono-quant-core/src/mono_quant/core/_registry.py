@@ -206,14 +206,15 @@ def _collect(cand: _Candidate, pm: pluggy.PluginManager) -> None:
         cand.error = f"implements a hook that does not exist ({exc}); known hooks: {', '.join(_HOOKS)}"
         return
     unmarked = _unmarked_hooks(obj, pm)
-    impls = {hook: [i for i in getattr(pm.hook, hook).get_hookimpls() if i.plugin is obj] for hook in _HOOKS}
-    if unmarked and not any(impls.values()):
+    if unmarked:
+        # pluggy would silently skip these: report the plugin rather than half-load it.
         pm.unregister(obj)
         cand.error = (
-            f"defines {', '.join(unmarked)} without the @hookimpl marker, so it registers "
-            f"nothing; decorate them with mono_quant.core.hookimpl"
+            f"defines {', '.join(unmarked)} without the @hookimpl marker, so pluggy would "
+            f"ignore {'it' if len(unmarked) == 1 else 'them'}; decorate with mono_quant.core.hookimpl"
         )
         return
+    impls = {hook: [i for i in getattr(pm.hook, hook).get_hookimpls() if i.plugin is obj] for hook in _HOOKS}
     for hook, hook_impls in impls.items():
         for impl in hook_impls:
             try:

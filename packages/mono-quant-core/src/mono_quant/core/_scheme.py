@@ -49,8 +49,8 @@ class Capabilities:
     """What a scheme claims; the conformance suite checks every claim.
 
     - ``dtypes``: quant dtype names it supports, or ``None`` for every registered
-      integer dtype. Float targets (float16/bfloat16) are always supported: core
-      handles them as a plain cast.
+      affine integer dtype (codebook dtypes such as NF4 must be named). Float
+      targets (float16/bfloat16) are always supported: core handles them as a cast.
     - ``granularities``: the granularity kinds it supports.
     - ``nonfinite`` / ``nondivisible``: the policies it accepts; the first is its default.
     - ``profiles``: named profiles it accepts (``"custom"`` allows explicit parameters).
@@ -193,7 +193,7 @@ class Scheme(abc.ABC):
         if dtype.is_float:
             return True
         if self.capabilities.dtypes is None:
-            return True
+            return dtype.affine
         return dtype.name in self.capabilities.dtypes
 
     def compute_qparams(
@@ -209,10 +209,14 @@ class Scheme(abc.ABC):
         ``name`` (the tensor's name in a checkpoint) goes into error messages.
 
         >>> import torch
-        >>> from mono_quant.core import PerChannel, get_scheme
-        >>> scheme = get_scheme("asymmetric")  # doctest: +SKIP
-        >>> scheme.compute_qparams(torch.randn(4, 8), "int8", PerChannel(0)).scale.shape  # doctest: +SKIP
-        torch.Size([4])
+        >>> from mono_quant.core import MinMaxScheme, PerChannel, asymmetric_qparams
+        >>> class Asym(MinMaxScheme):
+        ...     name, version = "asym-demo", "1"
+        ...     def qparams_from_range(self, lo, hi, dtype):
+        ...         return asymmetric_qparams(lo, hi, dtype, self.profile)
+        >>> qp = Asym().compute_qparams(torch.randn(4, 8), "int8", PerChannel(0), name="w")
+        >>> tuple(qp.scale.shape), qp.zero_point.dtype
+        ((4,), torch.int32)
         """
         from mono_quant.core._registry import get_dtype
 
@@ -220,7 +224,7 @@ class Scheme(abc.ABC):
         check_input(x, name=name)
         if not self.supports_dtype(qd):
             supported = (
-                "every integer dtype"
+                "every affine integer dtype"
                 if self.capabilities.dtypes is None
                 else ", ".join(self.capabilities.dtypes)
             )
@@ -287,6 +291,50 @@ class Scheme(abc.ABC):
         and a group size that divides the axis (or ``self.nondivisible == "pad"``).
         Must not modify ``x``.
         """
+
+    def quantize_tensor(
+        self,
+        x: torch.Tensor,
+        dtype: str | QuantDtype | None = None,
+        granularity: Granularity | None = None,
+        *,
+        name: str | None = None,
+        pack: bool = False,
+    ) -> tuple[torch.Tensor, QParams]:
+        """QParams and codes of ``x`` in one call: ``(codes, qparams)``.
+
+        With ``pack=True`` the codes are the dtype's packed storage. Equal to
+        :meth:`compute_qparams` followed by :func:`~mono_quant.core.quantize`,
+        but a scheme may do it in fewer passes over ``x``.
+
+        >>> import torch
+        >>> from mono_quant.core import MinMaxScheme, PerChannel, symmetric_qparams
+        >>> class Sym(MinMaxScheme):
+        ...     name, version = "sym-demo", "1"
+        ...     def qparams_from_range(self, lo, hi, dtype):
+        ...         return symmetric_qparams(lo, hi, dtype, self.profile)
+        >>> codes, qp = Sym().quantize_tensor(torch.randn(4, 8), "int8", PerChannel(0))
+        >>> codes.dtype, tuple(qp.scale.shape)
+        (torch.int8, (4,))
+        """
+        from mono_quant.core._packing import pack as pack_codes
+        from mono_quant.core._registry import get_dtype
+
+        qp = self.compute_qparams(x, dtype, granularity, name=name)
+        qd = get_dtype(qp.dtype)
+        if qp.is_float:
+            return x.to(qd.torch_dtype), qp
+        if qp.affine:
+            # compute_qparams has checked x; the quantize pass need not look again
+            # unless the scheme's range ignores some elements (then it must check).
+            check = not self._range_covers_every_element
+            return quantize_affine(x, qp, qd, name=name, check_finite=check, pack=pack), qp
+        codes = self.quantize(x, qp, name=name)
+        return (pack_codes(codes, qd) if pack else codes), qp
+
+    #: True when :meth:`compute_qparams` has seen every element's value (so a
+    #: non-finite input has already raised); lets :meth:`quantize_tensor` skip a check.
+    _range_covers_every_element: bool = False
 
     def quantize(self, x: torch.Tensor, qparams: QParams, *, name: str | None = None) -> torch.Tensor:
         """Unpacked codes of ``x`` (affine by default); a float target is a cast."""
@@ -375,6 +423,8 @@ class MinMaxScheme(Scheme):
     it), converts it to the profile's compute dtype and hands it to
     :meth:`qparams_from_range`.
     """
+
+    _range_covers_every_element = True
 
     def compute_scale_zero_point(
         self,

@@ -16,5 +16,12 @@ INT4 = QuantDtype(
     "int4", 4, True, -8, 7, "int8", packing=INT4_PACKING, description="signed 4-bit, packed two per byte"
 )
 UINT4 = QuantDtype(
-    "uint4", 4, False, 0, 15, "uint8", packing=UINT4_PACKING, description="unsigned 4-bit, packed two per byte"
+    "uint4",
+    4,
+    False,
+    0,
+    15,
+    "uint8",
+    packing=UINT4_PACKING,
+    description="unsigned 4-bit, packed two per byte",
 )

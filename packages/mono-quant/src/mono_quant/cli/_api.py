@@ -65,7 +65,9 @@ def _preflight(source: Source, plan: Plan, fmt: str) -> None:
             continue
         if not plan.dtype.is_float:
             # Axis range and group-size fit, with the tensor's name in the message.
-            GranuleLayout.of(info.shape, plan.granularity, nondivisible=plan.scheme.nondivisible, name=info.name)
+            GranuleLayout.of(
+                info.shape, plan.granularity, nondivisible=plan.scheme.nondivisible, name=info.name
+            )
         if fmt == ct.FORMAT:
             ct.check(info.name, info.shape, plan.dtype, plan.granularity)
 
@@ -111,8 +113,16 @@ def quantize_checkpoint(
     if format not in FORMATS:
         raise UsageError(f"unknown format {format!r}; expected one of: {', '.join(FORMATS)}.")
     plan = make_plan(
-        scheme=scheme, dtype=dtype, granularity=granularity, axis=axis, group_size=group_size,
-        profile=profile, include=include, exclude=exclude, nonfinite=nonfinite, sqnr_threshold=sqnr_threshold,
+        scheme=scheme,
+        dtype=dtype,
+        granularity=granularity,
+        axis=axis,
+        group_size=group_size,
+        profile=profile,
+        include=include,
+        exclude=exclude,
+        nonfinite=nonfinite,
+        sqnr_threshold=sqnr_threshold,
     )
     source = open_source(input)
     _preflight(source, plan, format)
@@ -123,7 +133,11 @@ def quantize_checkpoint(
     bar = Progress(len(source.infos), sum(i.nbytes for i in source.infos), enabled=progress)
     with atomic_output(out, force=force, directory=folder, protect=protect) as tmp:
         sink = FileSink(
-            tmp, fmt=format, producer=producer(plan), source=source, folder=folder,
+            tmp,
+            fmt=format,
+            producer=producer(plan),
+            source=source,
+            folder=folder,
             symmetric=plan.scheme.capabilities.symmetric,
         )
         try:
@@ -135,8 +149,13 @@ def quantize_checkpoint(
         finally:
             bar.close()
     result = Report(
-        tensors, plan=plan.describe(), input=str(input), output=str(output), format=format,
-        wall_time_s=time.perf_counter() - start, input_file_bytes=source.file_bytes,
+        tensors,
+        plan=plan.describe(),
+        input=str(input),
+        output=str(output),
+        format=format,
+        wall_time_s=time.perf_counter() - start,
+        input_file_bytes=source.file_bytes,
         output_file_bytes=sink.file_bytes,
     )
     if report_path is not None:
@@ -156,8 +175,12 @@ def _quantize_source(source: Source, plan: Plan, notes: list[str]) -> QuantizedC
     sink = MemorySink()
     tensors = run(source, plan, sink)
     report = Report(
-        tensors, plan=plan.describe(), input="<state dict>", format="memory",
-        wall_time_s=time.perf_counter() - start, notes=notes,
+        tensors,
+        plan=plan.describe(),
+        input="<state dict>",
+        format="memory",
+        wall_time_s=time.perf_counter() - start,
+        notes=notes,
     )
     return QuantizedCheckpoint(sink.entries, report=report)
 
@@ -186,8 +209,16 @@ def quantize_state_dict(
     (['w'], torch.int8)
     """
     plan = make_plan(
-        scheme=scheme, dtype=dtype, granularity=granularity, axis=axis, group_size=group_size,
-        profile=profile, include=include, exclude=exclude, nonfinite=nonfinite, sqnr_threshold=sqnr_threshold,
+        scheme=scheme,
+        dtype=dtype,
+        granularity=granularity,
+        axis=axis,
+        group_size=group_size,
+        profile=profile,
+        include=include,
+        exclude=exclude,
+        nonfinite=nonfinite,
+        sqnr_threshold=sqnr_threshold,
     )
     return _quantize_source(source_from_state_dict(state_dict), plan, [])
 
@@ -221,8 +252,16 @@ def quantize_model(
     """
     names, passed = select_modules(module, types, embeddings=embeddings)
     plan = make_plan(
-        scheme=scheme, dtype=dtype, granularity=granularity, axis=axis, group_size=group_size,
-        profile=profile, exclude=exclude, names=names, nonfinite=nonfinite, sqnr_threshold=sqnr_threshold,
+        scheme=scheme,
+        dtype=dtype,
+        granularity=granularity,
+        axis=axis,
+        group_size=group_size,
+        profile=profile,
+        exclude=exclude,
+        names=names,
+        nonfinite=nonfinite,
+        sqnr_threshold=sqnr_threshold,
     )
     notes = [f"module {name or '<root>'!r} not quantized: {why}" for name, why in passed]
     with torch.no_grad():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -27,7 +28,7 @@ def check_output(target: Path, *, force: bool, directory: bool, protect: Sequenc
     >>> check_output(d / "no" / "out.safetensors", force=False, directory=False)
     Traceback (most recent call last):
     ...
-    mono_quant.cli._errors.OutputError: the output folder ... does not exist; create it first or choose another output path.
+    mono_quant.cli._errors.OutputError: the output folder ... does not exist; create it first ...
     """
     resolved = target.resolve()
     for p in protect:
@@ -40,7 +41,8 @@ def check_output(target: Path, *, force: bool, directory: bool, protect: Sequenc
     parent = resolved.parent
     if not parent.is_dir():
         raise OutputError(
-            f"the output folder {target.parent} does not exist; create it first or choose another output path."
+            f"the output folder {target.parent} does not exist; create it first "
+            f"or choose another output path."
         )
     if target.exists() or target.is_symlink():
         if not force:
@@ -69,12 +71,17 @@ def atomic_output(
     parent = target.resolve().parent
     prefix = f".{target.name}."
     try:
+        # mkstemp/mkdtemp create private (0600/0700) paths; the output gets the usual umask mode.
+        mask = os.umask(0o022)
+        os.umask(mask)
         if directory:
             tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=TEMP_MARKER, dir=parent))
+            os.chmod(tmp, 0o777 & ~mask)
         else:
             fd, name = tempfile.mkstemp(prefix=prefix, suffix=TEMP_MARKER, dir=parent)
             os.close(fd)
             tmp = Path(name)
+            os.chmod(tmp, 0o666 & ~mask)
     except OSError as exc:
         raise _output_error(exc, target) from exc
     try:
@@ -151,7 +158,5 @@ def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        except FileNotFoundError:
-            pass

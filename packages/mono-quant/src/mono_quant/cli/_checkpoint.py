@@ -45,8 +45,8 @@ class QuantizedCheckpoint(Mapping[str, "QuantizedTensor | torch.Tensor"]):
         return [k for k, v in self.entries.items() if isinstance(v, QuantizedTensor)]
 
     def equals(self, other: Mapping[str, QuantizedTensor | torch.Tensor]) -> bool:
-        """Same names, bit-identical codes and QParams, bit-identical unchanged tensors."""
-        if list(self.entries) != list(other):
+        """Same names (in any order), bit-identical codes and QParams, bit-identical unchanged tensors."""
+        if set(self.entries) != set(other):
             return False
         for name, a in self.entries.items():
             b = other[name]
@@ -66,4 +66,6 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     """
     if a.dtype != b.dtype or a.shape != b.shape:
         return False
-    return torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8))
+    return torch.equal(
+        a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8)
+    )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+from mono_quant.cli._errors import UsageError
+from mono_quant.cli._select import Selection
 from mono_quant.core import (
     Granularity,
     PerChannel,
@@ -18,8 +20,6 @@ from mono_quant.core import (
     get_dtype,
     get_scheme,
 )
-from mono_quant.cli._errors import UsageError
-from mono_quant.cli._select import Selection
 
 __all__ = ["DEFAULT_SCHEME", "DEFAULT_SQNR_THRESHOLD", "NonFinite", "Plan", "make_plan", "parse_granularity"]
 
@@ -30,9 +30,15 @@ DEFAULT_SQNR_THRESHOLD = 10.0
 NonFinite = Literal["raise", "skip"]
 
 _KINDS = {
-    "per-tensor": "per_tensor", "per_tensor": "per_tensor", "tensor": "per_tensor",
-    "per-channel": "per_channel", "per_channel": "per_channel", "channel": "per_channel",
-    "per-group": "per_group", "per_group": "per_group", "group": "per_group",
+    "per-tensor": "per_tensor",
+    "per_tensor": "per_tensor",
+    "tensor": "per_tensor",
+    "per-channel": "per_channel",
+    "per_channel": "per_channel",
+    "channel": "per_channel",
+    "per-group": "per_group",
+    "per_group": "per_group",
+    "group": "per_group",
 }
 
 
@@ -47,7 +53,7 @@ class Plan:
     nonfinite: NonFinite = "raise"
     sqnr_threshold: float = DEFAULT_SQNR_THRESHOLD
 
-    def describe(self) -> dict[str, object]:
+    def describe(self) -> dict[str, Any]:
         """The plan as JSON-ready data (for reports)."""
         return {
             "scheme": self.scheme.name,
@@ -105,10 +111,14 @@ def parse_granularity(
         return PerTensor()
     if kind == "per_channel":
         if group_size is not None:
-            raise UsageError("--group-size applies to per-group only; drop it or use --granularity per-group.")
+            raise UsageError(
+                "--group-size applies to per-group only; drop it or use --granularity per-group."
+            )
         return PerChannel(0 if axis is None else axis)
     base = default if isinstance(default, PerGroup) else PerGroup()
-    return PerGroup(base.axis if axis is None else axis, base.group_size if group_size is None else group_size)
+    return PerGroup(
+        base.axis if axis is None else axis, base.group_size if group_size is None else group_size
+    )
 
 
 def make_plan(
@@ -152,7 +162,5 @@ def make_plan(
         )
     if nonfinite not in ("raise", "skip"):
         raise UsageError(f"nonfinite must be 'raise' or 'skip', got {nonfinite!r}.")
-    selection = Selection(
-        tuple(include), tuple(exclude), frozenset(names) if names is not None else None
-    )
+    selection = Selection(tuple(include), tuple(exclude), frozenset(names) if names is not None else None)
     return Plan(sch, qd, gran, selection, nonfinite, float(sqnr_threshold))

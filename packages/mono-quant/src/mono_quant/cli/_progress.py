@@ -28,7 +28,9 @@ def progress_wanted(quiet: bool, stream: TextIO | None = None) -> bool:
 class Progress:
     """Counts tensors and bytes; draws at most ten times a second when ``enabled``."""
 
-    def __init__(self, total_tensors: int, total_bytes: int, *, enabled: bool, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, total_tensors: int, total_bytes: int, *, enabled: bool, stream: TextIO | None = None
+    ) -> None:
         self.total_tensors = total_tensors
         self.total_bytes = max(total_bytes, 1)
         self.enabled = enabled

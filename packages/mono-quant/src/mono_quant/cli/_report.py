@@ -23,6 +23,10 @@ class TensorReport:
     ``skipped`` (selected but copied unquantized, e.g. non-finite values with
     ``--nonfinite skip``). Bytes are tensor data: before = the input tensor,
     after = everything stored for it (codes + scale + zero-point).
+
+    >>> t = TensorReport("fc.weight", (4, 4), "float32", "quantized", 64, 24, signal=1e4, noise=1.0)
+    >>> t.sqnr_db
+    40.0
     """
 
     name: str
@@ -80,7 +84,7 @@ class Report:
     """
 
     tensors: list[TensorReport] = field(default_factory=list)
-    plan: dict[str, object] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)
     input: str = ""
     output: str = ""
     format: str = ""
@@ -114,7 +118,7 @@ class Report:
 
     def flagged(self, threshold: float | None = None) -> list[TensorReport]:
         """Quantized tensors whose SQNR is below ``threshold`` (default: the plan's)."""
-        limit = float(self.plan.get("sqnr_threshold_db", 10.0)) if threshold is None else threshold  # type: ignore[arg-type]
+        limit = float(self.plan.get("sqnr_threshold_db", 10.0)) if threshold is None else threshold
         return [t for t in self.tensors if t.sqnr_db is not None and t.sqnr_db < limit]
 
     def count(self, action: Action) -> int:
@@ -152,10 +156,8 @@ class Report:
 
     def render(self, *, width: int = 60, all_tensors: bool = False) -> str:
         """The terminal table: quantized and skipped tensors (all with ``all_tensors``), then totals."""
-        threshold = float(self.plan.get("sqnr_threshold_db", 10.0))  # type: ignore[arg-type]
-        rows = [
-            t for t in self.tensors if all_tensors or t.action != "copied"
-        ]
+        threshold = float(self.plan.get("sqnr_threshold_db", 10.0))
+        rows = [t for t in self.tensors if all_tensors or t.action != "copied"]
         header = ("tensor", "shape", "scheme", "dtype", "granularity", "SQNR dB", "before", "after")
         body = [
             (
@@ -174,7 +176,10 @@ class Report:
         right = {5, 6, 7}
 
         def line(cells: tuple[str, ...]) -> str:
-            return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+            return "  ".join(
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
 
         out = [line(header), "  ".join("-" * w for w in widths)]
         out += [line(r) for r in body]
@@ -186,7 +191,8 @@ class Report:
             )
         out.append("")
         out.append(
-            f"tensors: {len(self.tensors)} ({self.count('quantized')} quantized, {self.count('copied')} copied, "
+            f"tensors: {len(self.tensors)} ({self.count('quantized')} quantized, "
+            f"{self.count('copied')} copied, "
             f"{self.count('skipped')} skipped)"
         )
         out.append(
@@ -195,14 +201,17 @@ class Report:
         )
         if self.output_file_bytes:
             out.append(
-                f"files:   {human_bytes(self.input_file_bytes)} -> {human_bytes(self.output_file_bytes)} on disk"
+                f"files:   {human_bytes(self.input_file_bytes)} -> "
+                f"{human_bytes(self.output_file_bytes)} on disk"
             )
         out.append(f"SQNR:    {_fmt_db(self.sqnr_db)} dB whole model (quantized tensors)")
         out.append(f"time:    {self.wall_time_s:.2f} s")
         flagged = self.flagged()
         if flagged:
-            out.append(f"! {len(flagged)} tensor(s) below {threshold:g} dB SQNR: {', '.join(t.name for t in flagged[:5])}"
-                       + (" ..." if len(flagged) > 5 else ""))
+            out.append(
+                f"! {len(flagged)} tensor(s) below {threshold:g} dB SQNR: "
+                f"{', '.join(t.name for t in flagged[:5])}" + (" ..." if len(flagged) > 5 else "")
+            )
         out += [f"note: {n}" for n in self.notes]
         return "\n".join(out)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -74,7 +75,7 @@ def read_safetensors(path: Path) -> Iterator[Any]:
         raise InputError(f"{path} does not exist or is not a file; check the path.")
     try:
         handle = safe_open(str(path), framework="pt")
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own and OSError; both mean "unreadable"
+    except Exception as exc:
         raise InputError(
             f"{path} is not a readable safetensors file ({_one_line(exc)}); it may be truncated or "
             f"corrupt: re-export or re-download it."
@@ -90,7 +91,7 @@ def _one_line(exc: BaseException) -> str:
 def tensor_bytes(t: torch.Tensor) -> memoryview:
     """The raw little-endian bytes of ``t`` (contiguous, on the CPU), without a copy where possible."""
     flat = t.detach().to("cpu").contiguous().reshape(-1)
-    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
+    return flat.view(torch.uint8).numpy().data.cast("B")
 
 
 def _write_all(f: BinaryIO, data: memoryview) -> None:
@@ -153,13 +154,17 @@ class StreamingWriter:
         header.update(self._entries)
         raw = json.dumps(header, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)  # data starts 8-byte aligned, as safetensors writes it
-        with open(self.path, "wb") as out, open(self._body_path, "rb") as src:
-            out.write(len(raw).to_bytes(8, "little"))
-            _write_all(out, memoryview(raw))
-            out.flush()
-            _copy(src, out, self._offset)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            with open(self.path, "wb") as out, open(self._body_path, "rb") as src:
+                out.write(len(raw).to_bytes(8, "little"))
+                _write_all(out, memoryview(raw))
+                out.flush()
+                _copy(src, out, self._offset)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            self.abort()
+            raise
         os.unlink(self._body_path)
         return 8 + len(raw) + self._offset
 
@@ -169,10 +174,8 @@ class StreamingWriter:
             self._body.close()
             self._body = None
         for p in (self._body_path, self.path):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-            except FileNotFoundError:
-                pass
 
 
 def _copy(src: BinaryIO, dst: BinaryIO, size: int) -> None:

@@ -25,11 +25,11 @@ DEFAULT_MODULE_TYPES: tuple[type[torch.nn.Module], ...] = (
 class Selection:
     """Decides, per tensor, whether it is quantized or copied unchanged, and why.
 
-    Without ``include``: floating tensors with 2 or more dimensions are
-    quantized; biases, norms and other 1-D tensors, and integer tensors, are
-    copied. ``include`` globs (``fnmatch`` on the full name) replace that rule:
-    only matching floating tensors are quantized. ``exclude`` globs always win.
-    ``names``, when set, is an exact list (``quantize_model`` uses it).
+    Floating tensors with 2 or more dimensions are quantized; biases, norms and
+    other 1-D tensors, scalars and integer tensors are copied. ``include`` globs
+    (``fnmatch`` on the full name) narrow that to the matching names;
+    ``exclude`` globs always win. ``names``, when set, is an exact list of
+    floating tensors of any rank (``quantize_model`` uses it).
 
     >>> s = Selection()
     >>> s.decide("fc.weight", torch.float32, (4, 8))
@@ -57,7 +57,7 @@ class Selection:
             hit = next((p for p in self.include if fnmatch.fnmatchcase(name, p)), None)
             if hit is None:
                 return False, "not matched by --include"
-            return self._kind(dtype, shape, explicit=True, why=f"included by {hit}")
+            return self._kind(dtype, shape, explicit=False, why=f"included by {hit}")
         return self._kind(dtype, shape, explicit=False)
 
     @staticmethod
@@ -108,8 +108,11 @@ def select_modules(
             continue
         if cls not in wanted and cls.forward is not base.forward:
             passed.append(
-                (name, f"{cls.__name__} subclasses {base.__name__} but defines its own forward; "
-                       f"pass types=(..., {cls.__name__}) to quantize it")
+                (
+                    name,
+                    f"{cls.__name__} subclasses {base.__name__} but defines its own forward; "
+                    f"pass types=(..., {cls.__name__}) to quantize it",
+                )
             )
             continue
         weight = getattr(mod, "weight", None)

@@ -80,9 +80,10 @@ class FileSink:
 
     def begin_shard(self, shard: Shard) -> None:
         """Open the writer of this shard's output file."""
-        path = self.root / shard.name if self.folder else self.root
-        self._writer = StreamingWriter(path, self.metadata)
-        self._shard = shard.name
+        # A single file written into a folder (compressed-tensors) takes the usual name.
+        name = shard.name if self.source.kind == "folder" else "model.safetensors"
+        self._writer = StreamingWriter(self.root / name if self.folder else self.root, self.metadata)
+        self._shard = name
 
     def _add(self, name: str, tensor: torch.Tensor) -> int:
         assert self._writer is not None
@@ -109,9 +110,9 @@ class FileSink:
     def end_shard(self) -> None:
         """Finish this shard's file (header, data, fsync)."""
         assert self._writer is not None
-        writer, self._writer = self._writer, None
-        self.data_bytes += writer.data_bytes
-        self.file_bytes += writer.close()
+        self.data_bytes += self._writer.data_bytes
+        self.file_bytes += self._writer.close()  # removes its files itself if it fails
+        self._writer = None
 
     def abort(self) -> None:
         """Remove the file being written, if any."""
@@ -125,7 +126,10 @@ class FileSink:
             return
         src = self.source
         if len(src.shards) > 1 or src.index_metadata:
-            index = {"metadata": {**src.index_metadata, "total_size": self.data_bytes}, "weight_map": self.weight_map}
+            index = {
+                "metadata": {**src.index_metadata, "total_size": self.data_bytes},
+                "weight_map": self.weight_map,
+            }
             name = "model.safetensors.index.json"
             if src.path is not None:
                 found = sorted(src.path.glob("*.safetensors.index.json"))

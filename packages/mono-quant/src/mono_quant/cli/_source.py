@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ class _SafetensorsReader(_Reader):
     def get(self, name: str) -> torch.Tensor:
         try:
             t: torch.Tensor = self._handle.get_tensor(name)
-        except Exception as exc:  # noqa: BLE001 - any failure here means the file changed or is damaged
+        except Exception as exc:
             raise InputError(
                 f"{name!r} in {self._path} cannot be read ({' '.join(str(exc).split())}); the file may "
                 f"have changed during the run or be damaged."
@@ -138,9 +139,12 @@ def open_source(path: str | Path) -> Source:
 def _safetensors_shard(path: Path, name: str) -> Shard:
     with read_safetensors(path) as f:
         infos = []
-        for key in f.keys():
+        # File (offset) order: sequential reads, and the order our own writer kept.
+        for key in getattr(f, "offset_keys", f.keys)():
             sl = f.get_slice(key)
-            infos.append(TensorInfo(key, dtype_from_name(sl.get_dtype()), tuple(int(s) for s in sl.get_shape())))
+            infos.append(
+                TensorInfo(key, dtype_from_name(sl.get_dtype()), tuple(int(s) for s in sl.get_shape()))
+            )
         metadata = dict(f.metadata() or {})
     return Shard(name, infos, metadata, path=path)
 
@@ -159,14 +163,17 @@ def _open_folder(folder: Path) -> Source:
             weight_map: dict[str, str] = dict(index["weight_map"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(
-                f"{index_path} is not a readable safetensors index (a JSON object with a 'weight_map'): {exc}."
+                f"{index_path} is not a readable safetensors index "
+                f"(a JSON object with a 'weight_map'): {exc}."
             ) from exc
         files = sorted(set(weight_map.values()))
         shards = []
         for fname in files:
             shard_path = folder / fname
             if not shard_path.is_file():
-                raise InputError(f"{index_path.name} lists the shard {fname}, which is missing from {folder}.")
+                raise InputError(
+                    f"{index_path.name} lists the shard {fname}, which is missing from {folder}."
+                )
             shards.append(_safetensors_shard(shard_path, fname))
         for shard in shards:
             for info in shard.infos:
@@ -190,7 +197,9 @@ def _open_folder(folder: Path) -> Source:
             f"or a *.safetensors.index.json."
         )
     return Source(
-        "folder", [_safetensors_shard(singles[0], singles[0].name)], path=folder,
+        "folder",
+        [_safetensors_shard(singles[0], singles[0].name)],
+        path=folder,
         extra_files=_extra_files(folder, skip=set()),
     )
 
@@ -217,13 +226,19 @@ def _open_pickle(path: Path) -> Source:
                 raise
             obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        found = re.search(r"WeightsUnpickler error: ([^\n]*)", str(exc))
+        reason = found.group(1).split(". Please use")[0].strip() if found else ""
+        if not reason.startswith("Unsupported"):
+            raise InputError(
+                f"{path} is not a readable PyTorch state dict ({reason or 'unpickling failed'}); it may be "
+                f"truncated or corrupt."
+            ) from exc
         raise InputError(
-            f"{path} needs more than tensors to load, and mono-quant only loads pickles with "
-            f"weights_only=True, which never runs code from the file ({first}). Re-save it as a plain "
-            f"state dict (torch.save(model.state_dict(), path)) or as safetensors."
+            f"{path} needs more than tensors to load ({reason}), and mono-quant loads pickles only with "
+            f"weights_only=True, which never runs code from the file. Re-save it as a plain state dict "
+            f"(torch.save(model.state_dict(), path)) or as safetensors."
         ) from exc
-    except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a damaged file
+    except Exception as exc:
         raise InputError(
             f"{path} is not a readable PyTorch state dict ({type(exc).__name__}: "
             f"{' '.join(str(exc).split())[:200]}); it may be truncated or corrupt."
@@ -241,7 +256,9 @@ def _flat_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
         key = bad[0]
         nested = isinstance(obj[key], Mapping)
         hint = (
-            f" It looks nested: extract it first, e.g. torch.save(ckpt[{key!r}], 'weights.pt')." if nested else ""
+            f" It looks nested: extract it first, e.g. torch.save(ckpt[{key!r}], 'weights.pt')."
+            if nested
+            else ""
         )
         raise InputError(
             f"{path} is not a flat state dict: entry {key!r} is a {type(obj[key]).__name__}, "

@@ -60,21 +60,39 @@ def _one(info: TensorInfo, tensor: torch.Tensor, plan: Plan, sink: Sink) -> Tens
         after = sink.copy(name, tensor)
         return TensorReport(name, info.shape, dtype, "copied", info.nbytes, after, reason=reason)
     try:
-        check_finite(tensor, name)
+        if plan.dtype.is_float:  # a plain cast: no scheme sees the values, so check them here
+            check_finite(tensor, name)
+        # Min/max schemes raise NonFiniteError on their own (NaN and inf show up in the
+        # range for free); quantize_tensor also refuses non-finite energies as a backstop.
+        qt, signal, noise = quantize_tensor(tensor, plan.scheme, plan.dtype, plan.granularity, name=name)
     except NonFiniteError as exc:
         if plan.nonfinite != "skip":
-            raise
+            raise NonFiniteError(
+                f"{exc} Or pass --nonfinite skip (nonfinite='skip') to copy it unquantized."
+            ) from exc
         after = sink.copy(name, tensor)
         bad = int((~torch.isfinite(tensor)).sum())
-        del exc
         return TensorReport(
-            name, info.shape, dtype, "skipped", info.nbytes, after,
+            name,
+            info.shape,
+            dtype,
+            "skipped",
+            info.nbytes,
+            after,
             reason=f"{bad} non-finite value(s); copied unquantized (--nonfinite skip)",
         )
-    qt, signal, noise = quantize_tensor(tensor, plan.scheme, plan.dtype, plan.granularity, name=name)
     after = sink.quantized(name, qt)
     return TensorReport(
-        name, info.shape, dtype, "quantized", info.nbytes, after,
-        reason=reason, scheme=plan.scheme.name, dtype=plan.dtype.name,
-        granularity=str(qt.qparams.granularity), signal=signal, noise=noise,
+        name,
+        info.shape,
+        dtype,
+        "quantized",
+        info.nbytes,
+        after,
+        reason=reason,
+        scheme=plan.scheme.name,
+        dtype=plan.dtype.name,
+        granularity=str(qt.qparams.granularity),
+        signal=signal,
+        noise=noise,
     )

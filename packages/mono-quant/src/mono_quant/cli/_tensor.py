@@ -21,7 +21,7 @@ from mono_quant.core import (
 
 __all__ = ["QuantizedTensor", "check_finite", "quantize_tensor", "sqnr_db"]
 
-_CHUNK = 1 << 22  # elements per float64 chunk when summing energies
+_CHUNK = 1 << 20  # elements per chunk when summing energies
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,7 +47,7 @@ class QuantizedTensor:
         return tuple(self.codes.shape)
 
     def dequantize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """Floats back, with core's :func:`~mono_quant.core.dequantize`, in ``dtype`` (default: the original)."""
+        """Floats back with core's :func:`~mono_quant.core.dequantize`, in ``dtype`` (default: original)."""
         return dequantize(self.codes, self.qparams, dtype=dtype or self.orig_dtype)
 
     def stored(self) -> torch.Tensor:
@@ -89,7 +89,7 @@ def check_finite(x: torch.Tensor, name: str) -> None:
     >>> check_finite(torch.tensor([1.0, float("nan")]), "w")
     Traceback (most recent call last):
     ...
-    mono_quant.core.NonFiniteError: 'w' holds 1 non-finite value(s) (NaN or ±inf), the first nan at index (1,); ...
+    mono_quant.core.NonFiniteError: 'w' holds 1 non-finite value(s) (NaN or ±inf), the first nan at ...
     """
     bad = ~torch.isfinite(x)
     if not bool(bad.any()):
@@ -109,24 +109,29 @@ def quantize_tensor(
 ) -> tuple[QuantizedTensor, float, float]:
     """Quantize ``x``; return it with the signal and noise energies (sums of squares).
 
-    The energies compare ``x`` with its float32 reconstruction, in float64
-    chunks so no full-size float64 copy is made; :func:`sqnr_db` turns them
-    into decibels.
+    The energies compare ``x`` with its float32 reconstruction, summed in float32
+    chunks and accumulated in float64, so no full-size float64 copy is made;
+    :func:`sqnr_db` turns them into decibels. Non-finite energies (a scheme that
+    let NaN/inf through) raise :class:`~mono_quant.core.NonFiniteError`.
     """
     qp = scheme.compute_qparams(x, dtype, granularity, name=name)
     codes = quantize(x, qp, name=name)
     qt = QuantizedTensor(codes, qp, dtype, x.dtype)
     signal, noise = _energies(x, dequantize(codes, qp, dtype=torch.float32, name=name))
+    if not (math.isfinite(signal) and math.isfinite(noise)):
+        check_finite(x, name)
+        raise NonFiniteError(f"{name!r}: the quantization error is not finite; the values are too large.")
     return qt, signal, noise
 
 
 def _energies(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[float, float]:
+    flat, flat_hat = x.reshape(-1), x_hat.reshape(-1)
     signal = 0.0
     noise = 0.0
-    for a, b in zip(x.reshape(-1).split(_CHUNK), x_hat.reshape(-1).split(_CHUNK)):
-        a64 = a.to(torch.float64)
-        signal += float(torch.dot(a64, a64))
-        d = a64 - b.to(torch.float64)
+    for start in range(0, flat.numel(), _CHUNK):
+        a = flat[start : start + _CHUNK].to(torch.float32)
+        signal += float(torch.dot(a, a))
+        d = a - flat_hat[start : start + _CHUNK]
         noise += float(torch.dot(d, d))
     return signal, noise
 

@@ -11,12 +11,12 @@ from mono_quant.core import (
     Granularity,
     GranuleLayout,
     MonoQuantError,
-    NonFiniteError,
     PerGroup,
     QParams,
     QParamsError,
     QuantDtype,
     Scheme,
+    check_finite,
     check_input,
     get_dtype,
     granule_minmax,
@@ -36,20 +36,6 @@ DEFAULT_GROUP_SIZE = 64
 
 def _label(name: str | None, what: str = "the input tensor") -> str:
     return f"{name!r}" if name else what
-
-
-def _nonfinite_error(x: torch.Tensor, name: str | None) -> NonFiniteError:
-    """The core-style error for NaN/±inf in ``x``: the count and the first index."""
-    bad = ~torch.isfinite(x)
-    count = int(bad.sum())
-    flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
-    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), x.shape)) if x.dim() else ()
-    value = float(x.reshape(-1)[flat])
-    return NonFiniteError(
-        f"{_label(name)} holds {count} non-finite value(s) (NaN or ±inf); the first is {value} "
-        f"at index {index}. NF4 needs finite values: clean the tensor, or leave it out of "
-        f"quantization."
-    )
 
 
 class NF4Scheme(Scheme):
@@ -111,7 +97,7 @@ class NF4Scheme(Scheme):
         lo, hi = granule_minmax(x, granularity, nondivisible=self.nondivisible, name=name)
         # NaN and ±inf show up in the per-granule min/max: no extra pass over x.
         if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
-            raise _nonfinite_error(x, name)
+            check_finite(x, name=name)
         absmax = torch.maximum(-lo, hi).to(torch.float32)
         if not bool(torch.isfinite(absmax).all()):
             raise MonoQuantError(
@@ -135,7 +121,7 @@ class NF4Scheme(Scheme):
             return x.to(get_dtype(qparams.dtype).torch_dtype)
         layout, scale = self._granules(tuple(x.shape), qparams, "input tensor", name)
         if not bool(torch.isfinite(x).all()):
-            raise _nonfinite_error(x, name)
+            check_finite(x, name=name)
         rows = layout.to_rows(x).to(torch.float32)
         # Multiply by the reciprocal, as bitsandbytes does, so codes match its kernels.
         normalized = rows * (1.0 / scale.to(x.device))

@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from mono_quant.core import Granularity, Packing, PerChannel, PerGroup, PerTensor, QuantDtype, pack
 from mono_quant.cli._errors import UsageError
 from mono_quant.cli._tensor import QuantizedTensor
+from mono_quant.core import Granularity, Packing, PerChannel, PerGroup, PerTensor, QuantDtype, pack
 
 __all__ = ["BITS", "FORMAT", "QuantizationConfigBuilder", "check", "encode", "pack_int32"]
 
@@ -37,16 +37,24 @@ BITS = (2, 4, 8)
 def _layout(bits: int) -> QuantDtype:
     half = 1 << (bits - 1)
     return QuantDtype(
-        f"compressed-tensors-int{bits}", bits, True, -half, half - 1, "int8",
-        packing=Packing(bits=bits, per_container=8 // bits, container="uint8", order="low_first", offset=half),
+        f"compressed-tensors-int{bits}",
+        bits,
+        True,
+        -half,
+        half - 1,
+        "int8",
+        packing=Packing(
+            bits=bits, per_container=8 // bits, container="uint8", order="low_first", offset=half
+        ),
     )
 
 
 def pack_int32(codes: torch.Tensor, bits: int) -> torch.Tensor:
     """Signed ``bits``-bit codes (rows along the last axis) packed as compressed-tensors int32 words.
 
-    >>> pack_int32(torch.tensor([[-8, -7, 0, 1, 2, 3, 4, 7]], dtype=torch.int8), 4).tolist()
-    [[-252379000]]
+    >>> word = pack_int32(torch.tensor([[-8, -7, 0, 1, 2, 3, 4, 7]], dtype=torch.int8), 4)
+    >>> hex(int(word) & 0xFFFFFFFF)  # stored nibbles 0, 1, 8, 9, 10, 11, 12, 15, first lowest
+    '0xfcba9810'
     """
     if sys.byteorder != "little":  # pragma: no cover - torch runs on little-endian hosts
         raise UsageError("the compressed-tensors writer needs a little-endian host.")

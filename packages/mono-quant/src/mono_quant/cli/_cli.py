@@ -1,0 +1,270 @@
+"""The ``mono-quant`` command line: a thin argparse layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import traceback
+import warnings
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any, TextIO
+
+import torch
+
+from mono_quant.cli._api import FORMATS, quantize_checkpoint
+from mono_quant.cli._errors import EXIT_CODES, exit_code_for
+from mono_quant.cli._inspect import inspect_checkpoint, render_inspect
+from mono_quant.cli._load import dequantize_checkpoint
+from mono_quant.cli._plan import DEFAULT_SCHEME, DEFAULT_SQNR_THRESHOLD
+from mono_quant.cli._progress import progress_wanted
+from mono_quant.core import plugin_report
+
+__all__ = ["build_parser", "main"]
+
+_OUT_DTYPES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+}
+
+
+def _version() -> str:
+    from mono_quant.cli._api import producer
+
+    p = producer()
+    return f"mono-quant {p['mono-quant']} (mono-quant-core {p['mono-quant-core']})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mono-quant`` (documented in ``docs/cli.md``)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="on error, print the full traceback",
+    )
+    parser = argparse.ArgumentParser(
+        prog="mono-quant",
+        description="Quantize PyTorch checkpoints with the installed mono-quant scheme plugins.",
+        epilog="exit codes:\n" + "\n".join(f"  {k:<4}{v}" for k, v in EXIT_CODES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-V", "--version", action="version", version=_version())
+    parser.add_argument("-v", "--verbose", action="store_true", help="on error, print the full traceback")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plugins", parents=[common], help="list installed scheme plugins, schemes and dtypes")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_plugins)
+
+    q = sub.add_parser("quantize", parents=[common], help="quantize a checkpoint")
+    q.add_argument(
+        "input", metavar="INPUT", help=".safetensors file, checkpoint folder, or .pt/.bin state dict"
+    )
+    q.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTPUT",
+        help="output file (single-file input, native) or folder (folder input, or compressed-tensors)",
+    )
+    q.add_argument(
+        "--scheme", default=DEFAULT_SCHEME, help=f"scheme name (default {DEFAULT_SCHEME}); see 'plugins'"
+    )
+    q.add_argument("--dtype", help="quant dtype (default: the scheme's default, int8 or int4)")
+    q.add_argument(
+        "--granularity",
+        choices=("per-tensor", "per-channel", "per-group"),
+        help="default: per-group for the int4 schemes (or with --group-size), else per-channel",
+    )
+    q.add_argument("--axis", type=int, help="channel axis (default 0) or group axis (default -1)")
+    q.add_argument("--group-size", type=int, help="elements per group (default 128)")
+    q.add_argument("--profile", help="numerical profile of the scheme, e.g. default or torchao")
+    q.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="quantize only 2+-D floating tensors whose name matches (repeatable)",
+    )
+    q.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="never quantize tensors whose name matches (repeatable)",
+    )
+    q.add_argument("--format", default="native", choices=FORMATS, help="output format (default native)")
+    q.add_argument(
+        "--nonfinite",
+        default="raise",
+        choices=("raise", "skip"),
+        help="NaN/inf in a selected tensor: stop (default) or copy it unquantized",
+    )
+    q.add_argument(
+        "--sqnr-threshold",
+        type=float,
+        default=DEFAULT_SQNR_THRESHOLD,
+        metavar="DB",
+        help=f"flag tensors below this SQNR (default {DEFAULT_SQNR_THRESHOLD:g} dB)",
+    )
+    q.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")
+    q.add_argument("--all-tensors", action="store_true", help="list copied tensors in the table too")
+    q.add_argument("--force", action="store_true", help="replace an existing output")
+    q.add_argument("--quiet", action="store_true", help="no progress bar, no table")
+    q.set_defaults(func=_cmd_quantize)
+
+    d = sub.add_parser("dequantize", parents=[common], help="turn a native checkpoint back into floats")
+    d.add_argument("input", metavar="QUANTIZED")
+    d.add_argument("-o", "--output", required=True, metavar="OUT.safetensors")
+    d.add_argument(
+        "--dtype",
+        default="original",
+        choices=("original", *_OUT_DTYPES),
+        help="float dtype of the output (default: each tensor's original dtype)",
+    )
+    d.add_argument("--force", action="store_true", help="replace an existing output")
+    d.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    d.set_defaults(func=_cmd_dequantize)
+
+    i = sub.add_parser("inspect", parents=[common], help="show what a checkpoint holds")
+    i.add_argument("input", metavar="FILE")
+    i.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    i.set_defaults(func=_cmd_inspect)
+    return parser
+
+
+def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
+    report = plugin_report()
+    if args.json:
+        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        return 0
+    for rec in report.plugins:
+        line = f"{rec.distribution} {rec.version} [{rec.name}]: {rec.status}"
+        if rec.schemes:
+            line += f"; schemes: {', '.join(rec.schemes)}"
+        if rec.dtypes:
+            line += f"; dtypes: {', '.join(rec.dtypes)}"
+        if rec.error:
+            line += f"; error: {' '.join(rec.error.split())}"
+        out.write(line + "\n")
+    for conflict in report.conflicts:
+        out.write(f"conflict: {conflict}\n")
+    return 0
+
+
+def _cmd_quantize(args: argparse.Namespace, out: TextIO) -> int:
+    report = quantize_checkpoint(
+        args.input,
+        args.output,
+        scheme=args.scheme,
+        dtype=args.dtype,
+        granularity=args.granularity,
+        axis=args.axis,
+        group_size=args.group_size,
+        profile=args.profile,
+        include=args.include,
+        exclude=args.exclude,
+        format=args.format,
+        nonfinite=args.nonfinite,
+        sqnr_threshold=args.sqnr_threshold,
+        force=args.force,
+        report=args.report,
+        progress=progress_wanted(args.quiet),
+    )
+    if not args.quiet:
+        out.write(report.render(all_tensors=args.all_tensors) + "\n")
+        out.write(f"wrote {args.output}" + (f" and {args.report}" if args.report else "") + "\n")
+    return 0
+
+
+def _cmd_dequantize(args: argparse.Namespace, out: TextIO) -> int:
+    dtype = None if args.dtype == "original" else _OUT_DTYPES[args.dtype]
+    path = dequantize_checkpoint(
+        args.input, args.output, dtype=dtype, force=args.force, progress=progress_wanted(args.quiet)
+    )
+    if not args.quiet:
+        out.write(f"wrote {path}\n")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
+    info = inspect_checkpoint(args.input)
+    out.write((json.dumps(info, indent=2) if args.json else render_inspect(info)) + "\n")
+    return 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _warning_line(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    return f"mono-quant: warning: {_one_line(str(message))}\n"
+
+
+def main(
+    argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
+    """Run ``mono-quant`` with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Errors print one line (``mono-quant: error: ...``) to stderr; ``--verbose``
+    adds the traceback. SIGTERM is handled like Ctrl-C: the run stops, leaves no
+    partial output, and exits 130.
+
+    >>> main(["plugins"]) == 0  # doctest: +ELLIPSIS
+    mono-quant-core ...
+    True
+    """
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    parser = build_parser()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if not getattr(args, "command", None):
+        parser.print_help(err)
+        return 2
+    verbose = bool(getattr(args, "verbose", False))
+    previous: Any = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    old_format = warnings.formatwarning
+    warnings.formatwarning = _warning_line
+    try:
+        code: int = args.func(args, out)
+        return code
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the CLI turns every failure into a line and a code
+        code = exit_code_for(exc)
+        if verbose:
+            traceback.print_exc(file=err)
+        if isinstance(exc, KeyboardInterrupt):
+            err.write("mono-quant: interrupted; nothing was written.\n")
+        elif code == 1:
+            err.write(
+                f"mono-quant: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+                f"(a bug: rerun with --verbose and report the traceback)\n"
+            )
+        else:
+            err.write(f"mono-quant: error: {_one_line(str(exc))}\n")
+        return code
+    finally:
+        warnings.formatwarning = old_format
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,140 @@
+"""The compressed-tensors layout, checked against the compressed-tensors library's own code."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from safetensors.torch import load_file, save_file
+
+from mono_quant.cli import UsageError, dequantize_state_dict, quantize_checkpoint, quantize_state_dict
+from mono_quant.cli._formats.compressed_tensors import pack_int32
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    ct_helpers = pytest.importorskip("compressed_tensors.compressors.pack_quantized.helpers")
+    ct_convert = pytest.importorskip("compressed_tensors.entrypoints.convert.converters")
+    ct_quant = pytest.importorskip("compressed_tensors.quantization")
+
+
+@given(
+    rows=st.integers(1, 6),
+    cols=st.integers(1, 40),
+    bits=st.sampled_from([2, 4, 8]),
+    data=st.data(),
+)
+def test_pack_int32_equals_compressed_tensors_pack_to_int32(rows, cols, bits, data):
+    half = 1 << (bits - 1)
+    values = data.draw(st.lists(st.integers(-half, half - 1), min_size=rows * cols, max_size=rows * cols))
+    codes = torch.tensor(values, dtype=torch.int8).reshape(rows, cols)
+    ours = pack_int32(codes, bits)
+    assert torch.equal(ours, ct_helpers.pack_to_int32(codes, bits))
+    assert torch.equal(ct_helpers.unpack_from_int32(ours, bits, torch.Size([rows, cols])), codes)
+
+
+CASES = [
+    ("int4-symmetric", "int4", "per-group", 128, (64, 256)),
+    ("int4-asymmetric", "int4", "per-group", 32, (48, 96)),
+    ("int4-asymmetric", "uint4", "per-group", 64, (40, 128)),
+    ("int4-symmetric", "uint4", "per-channel", None, (24, 20)),  # a row of 20 is not a multiple of 8
+    ("int4-asymmetric", "int4", "per-tensor", None, (8, 12)),
+    ("symmetric", "int8", "per-channel", None, (64, 384)),
+    ("asymmetric", "int8", "per-channel", None, (33, 6)),  # 33 zero-points packed along dim 0
+    ("asymmetric", "uint8", "per-channel", None, (16, 64)),
+    ("symmetric", "uint8", "per-tensor", None, (8, 16)),
+]
+
+
+@pytest.mark.parametrize(("scheme", "dtype", "gran", "gs", "shape"), CASES)
+def test_compressed_tensors_decompresses_our_output_bit_for_bit(tmp_path, scheme, dtype, gran, gs, shape):
+    g = torch.Generator().manual_seed(1)
+    sd = {
+        "layer.proj.weight": torch.randn(*shape, generator=g) * 0.05 + 0.01,
+        "layer.proj.bias": torch.randn(shape[0], generator=g),
+        "layer.norm.weight": torch.ones(shape[1]),
+        "emb.weight": torch.randn(10, shape[1], generator=g),
+    }
+    save_file(sd, tmp_path / "in.safetensors")
+    out = tmp_path / "ct"
+    opts = {"scheme": scheme, "dtype": dtype, "granularity": gran, "group_size": gs, "exclude": ["emb.*"]}
+    quantize_checkpoint(tmp_path / "in.safetensors", out, format="compressed-tensors", **opts)
+    config = json.loads((out / "config.json").read_text())["quantization_config"]
+    ct_quant.QuantizationConfig.model_validate(config)  # the block parses as compressed-tensors' own config
+    stored = load_file(out / "model.safetensors")
+    assert stored["layer.proj.weight_packed"].dtype == torch.int32
+    assert "layer.proj.weight" not in stored
+    theirs = ct_convert.CompressedTensorsDequantizer(out, dtype=torch.float32).process(dict(stored))
+    ours = dequantize_state_dict(quantize_state_dict(sd, **opts))
+    assert set(theirs) == set(sd)
+    for name in sd:
+        assert theirs[name].dtype == ours[name].dtype and torch.equal(theirs[name], ours[name]), name
+
+
+def test_symmetric_schemes_drop_the_zero_point_and_say_so(tmp_path):
+    save_file({"a.weight": torch.randn(8, 128)}, tmp_path / "in.safetensors")
+    quantize_checkpoint(
+        tmp_path / "in.safetensors", tmp_path / "ct", scheme="int4-symmetric", format="compressed-tensors"
+    )
+    config = json.loads((tmp_path / "ct" / "config.json").read_text())["quantization_config"]
+    (group,) = config["config_groups"].values()
+    assert group["targets"] == ["a"] and group["weights"]["symmetric"] is True
+    assert group["weights"] | {"group_size": 128, "strategy": "group", "num_bits": 4} == group["weights"]
+    assert "a.weight_zero_point" not in load_file(tmp_path / "ct" / "model.safetensors")
+
+
+def test_a_folder_input_keeps_its_config_and_gains_quantization_config(tmp_path, sharded):
+    out = tmp_path / "ct"
+    quantize_checkpoint(
+        sharded, out, scheme="symmetric", exclude=["embed.*", "*conv*"], format="compressed-tensors"
+    )
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "toy"
+    assert config["quantization_config"]["quant_method"] == "compressed-tensors"
+    assert (out / "tokenizer.json").exists()
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert index["weight_map"]["layers.0.fc.weight_packed"] == "model-00001-of-00002.safetensors"
+
+
+@pytest.mark.parametrize(
+    ("opts", "shape", "name", "match"),
+    [
+        ({}, (4, 8), "proj.kernel", "is not named \\*.weight"),
+        ({}, (2, 4, 8), "proj.weight", "not 2-D"),
+        (
+            {"granularity": "per-group", "axis": 0, "group_size": 2},
+            (4, 8),
+            "proj.weight",
+            "along the last axis",
+        ),
+        ({"granularity": "per-channel", "axis": 1}, (4, 8), "proj.weight", "per-channel along axis 0"),
+        ({"dtype": "float16"}, (4, 8), "proj.weight", "float16"),
+        ({"dtype": "int16"}, (4, 8), "proj.weight", "int16"),
+    ],
+)
+def test_layouts_compressed_tensors_cannot_hold_are_refused_before_writing(
+    tmp_path, opts, shape, name, match
+):
+    save_file({name: torch.randn(*shape)}, tmp_path / "in.safetensors")
+    with pytest.raises(UsageError, match=match):
+        quantize_checkpoint(
+            tmp_path / "in.safetensors",
+            tmp_path / "ct",
+            scheme="symmetric",
+            format="compressed-tensors",
+            **opts,
+        )
+    assert not (tmp_path / "ct").exists()
+
+
+def test_zero_points_of_few_rows_match_compressed_tensors_packing():
+    # With <= 8 rows the int4 zero-point packs into one int32 row. compressed-tensors
+    # 0.20's unpack_from_int32(packed_dim=0) fails on that shape even for its own
+    # pack_to_int32 output (a (1, G) tensor transposed is "contiguous" with stride 3),
+    # so the layout is checked against its packer here.
+    zp = torch.tensor([[-8, 3, 7], [0, -1, 5]], dtype=torch.int8)
+    ours = pack_int32(zp.t().contiguous(), 4).t().contiguous()
+    assert torch.equal(ours, ct_helpers.pack_to_int32(zp, 4, packed_dim=0))

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import json
+import pickle
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from mono_quant.cli._errors import InputError
+from mono_quant.cli._source import open_source, source_from_state_dict
+
+
+def test_a_single_file_lists_tensors_in_file_order_without_loading_them(ckpt, state_dict):
+    src = open_source(ckpt)
+    assert src.kind == "file"
+    assert {i.name: (i.dtype, i.shape) for i in src.infos} == {
+        k: (v.dtype, tuple(v.shape)) for k, v in state_dict.items()
+    }
+    assert src.input_paths == [ckpt]
+    assert src.file_bytes == ckpt.stat().st_size
+
+
+def test_a_sharded_folder_reads_the_index_and_carries_other_files(sharded):
+    src = open_source(sharded)
+    assert src.kind == "folder"
+    assert [s.name for s in src.shards] == [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
+    assert sorted(p.name for p in src.extra_files) == ["config.json", "tokenizer.json"]
+
+
+def test_an_index_that_lists_a_missing_tensor_is_refused(sharded):
+    index = sharded / "model.safetensors.index.json"
+    data = json.loads(index.read_text())
+    data["weight_map"]["ghost.weight"] = "model-00001-of-00002.safetensors"
+    index.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"'ghost\.weight'"):
+        open_source(sharded)
+
+
+def test_an_index_that_lists_a_missing_shard_is_refused(sharded):
+    (sharded / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(InputError, match=r"model-00002-of-00002\.safetensors, which is missing"):
+        open_source(sharded)
+
+
+def test_a_folder_with_several_unindexed_files_is_ambiguous(tmp_path, ckpt):
+    (ckpt.parent / "other.safetensors").write_bytes(ckpt.read_bytes())
+    with pytest.raises(InputError, match=r"2 \.safetensors files and no index"):
+        open_source(ckpt.parent)
+
+
+def test_a_pt_state_dict_is_loaded_with_weights_only(tmp_path, state_dict):
+    path = tmp_path / "model.pt"
+    torch.save(state_dict, path)
+    src = open_source(path)
+    assert [i.name for i in src.infos] == list(state_dict)
+    assert src.input_paths == [path]
+
+
+class NotATensor:
+    """A class pickled into a checkpoint: weights_only=True must refuse it."""
+
+
+def test_a_pickle_that_needs_code_is_refused_with_an_explanation(tmp_path):
+    path = tmp_path / "model.bin"
+    torch.save({"w": torch.ones(2), "obj": NotATensor()}, path)
+    with pytest.raises(
+        InputError, match=r"needs more than tensors to load \(Unsupported global: GLOBAL .*NotATensor"
+    ):
+        open_source(path)
+
+
+def test_a_nested_checkpoint_says_how_to_extract_it(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"state_dict": OrderedDict(w=torch.ones(2))}, path)
+    with pytest.raises(InputError, match=r"extract it first, e.g. torch.save\(ckpt\['state_dict'\]"):
+        open_source(path)
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_a_damaged_pickle_is_an_input_error(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(pickle.dumps([1, 2])[:5])
+    with pytest.raises(InputError, match="not a readable PyTorch state dict"):
+        open_source(path)
+
+
+def test_a_missing_path_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        open_source(tmp_path / "nope.safetensors")
+
+
+def test_state_dict_values_must_be_tensors():
+    with pytest.raises(InputError, match="'x' is a int"):
+        source_from_state_dict({"x": 3})  # type: ignore[dict-item]
