@@ -81,3 +81,19 @@ def test_declared_expected_failures_turn_into_xfail(site: Path, tmp_path: Path) 
     results = json.loads(summary.read_text())["results"]
     assert results and {r["status"] for r in results} == {"xfail"}
     assert all(r["expected_reason"] == "no eps floor yet (#1)" for r in results)
+
+
+def test_a_plugin_that_fails_to_import_is_reported_not_skipped(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    info = site / "mono_quant_ghost-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mono-quant-ghost\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[mono_quant]\nghost = mono_quant.ghost_is_not_here\n")
+    summary = tmp_path / "summary.json"
+    done = suite(site, tmp_path, "--scheme", "mono-quant-ghost", "--mono-quant-json", str(summary))
+    assert done.returncode == 1, done.stdout + done.stderr
+    results = {r["check"]: r for r in json.loads(summary.read_text())["results"]}
+    result = results["check_distribution_loads"]
+    assert (result["status"], result["distribution"]) == ("failed", "mono-quant-ghost")
+    assert results["check_registered_dtypes_are_valid"]["status"] == "skipped"
+    assert "failed to import" in result["message"] and "ghost_is_not_here" in result["message"]

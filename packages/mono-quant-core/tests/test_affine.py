@@ -190,3 +190,19 @@ def test_packing_inside_the_quantize_loop_equals_quantize_then_pack(
     codes = quantize_affine(x, qp, dtype)
     packed = quantize_affine(x, qp, dtype, pack=True)
     assert packed.dtype == torch.uint8 and torch.equal(packed, pack(codes, dtype))
+
+
+def test_float_targets_refuse_non_finite_input_and_overflow(asym: Scheme) -> None:
+    from mono_quant.core import CastOverflowError
+
+    with pytest.raises(NonFiniteError, match="'w' holds 1 non-finite"):
+        asym.compute_qparams(T([1.0, float("nan")]), "float16", name="w")
+    qp = asym.compute_qparams(T([1.0, 2.0]), "float16")
+    with pytest.raises(CastOverflowError) as info:
+        quantize(T([1.0, 1e6, -7e4]), qp, name="w")
+    message = str(info.value)
+    assert "'w' holds 2 value(s) beyond float16's range (±65504)" in message
+    assert "the first is 1e+06 at index (1,)" in message
+    assert quantize(T([1e6]), asym.compute_qparams(T([1e6]), "bfloat16")).item() == pytest.approx(
+        1e6, rel=1e-2
+    )

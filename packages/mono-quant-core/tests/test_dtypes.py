@@ -134,3 +134,11 @@ def test_codebook_dtypes_are_refused_by_schemes_that_take_every_integer_dtype() 
         Any().compute_qparams(torch.ones(3), nf)
     with pytest.raises(ValueError, match="a float target cannot be a codebook"):
         QuantDtype("f", 16, True, None, None, "float16", kind="float", affine=False)
+
+
+def test_entries_round_trip_through_their_dict_form() -> None:
+    for name in list_dtypes():
+        d = get_dtype(name)
+        assert QuantDtype.from_dict(d.to_dict()) == d
+    with pytest.raises(ValueError, match=r"unknown quant dtype field\(s\) \['colour'\]"):
+        QuantDtype.from_dict({**get_dtype("int8").to_dict(), "colour": "red"})

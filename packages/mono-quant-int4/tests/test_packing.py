@@ -18,7 +18,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mono_quant.conformance import strategies as mqst
-from mono_quant.core import MonoQuantError, QuantDtype, get_scheme, pack, packed_shape, unpack
+from mono_quant.core import (
+    Granularity,
+    MonoQuantError,
+    PerChannel,
+    PerGroup,
+    PerTensor,
+    QuantDtype,
+    get_scheme,
+    pack,
+    packed_shape,
+    quantize,
+    unpack,
+)
 from mono_quant.int4 import INT4, UINT4
 
 ENTRIES = {"int4": INT4, "uint4": UINT4}
@@ -137,6 +149,40 @@ def test_uint4_buffer_reads_in_compressed_tensors_as_the_codes_minus_8(
     words = as_int32_words(pack(u, UINT4))
     assert torch.equal(words, pack_to_int32(signed, 4))
     assert torch.equal(unpack_from_int32(words, 4, torch.Size((rows, cols))), signed)
+
+
+@pytest.mark.parametrize("name", ["int4", "uint4"])
+@pytest.mark.parametrize(
+    ("shape", "granularity"),
+    [((6, 256), PerGroup(-1, 128)), ((4, 3, 8), PerChannel(0)), ((10,), PerTensor()), ((5, 7), PerTensor())],
+    ids=str,
+)
+def test_quantize_with_pack_equals_pack_of_the_codes(
+    name: str, shape: tuple[int, ...], granularity: Granularity
+) -> None:
+    """``quantize(..., pack=True)`` and ``quantize_tensor(..., pack=True)`` pack inside the
+    quantize loop where the layout allows; the bytes must be ``pack`` of the codes."""
+    dtype = ENTRIES[name]
+    scheme = get_scheme("int4-asymmetric")
+    x = mqst.make_tensor(shape, kind="normal", seed=7)
+    packed, qp = scheme.quantize_tensor(x, name, granularity, pack=True)
+    expected = pack(quantize(x, qp), dtype)
+    assert torch.equal(packed, expected)
+    assert torch.equal(quantize(x, qp, pack=True), expected)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RuntimeError,
+    reason="core bug: quantize_affine packs in the quantize loop when x's last axis is even, but a "
+    "1-D tensor per channel has rows of length 1, so the output shape (n, 0) is invalid; "
+    "_nibbles_along_rows must also require an even row length",
+)
+def test_quantize_with_pack_on_a_1d_tensor_per_channel() -> None:
+    scheme = get_scheme("int4-symmetric")
+    x = torch.tensor([0.5, -1.0, 0.25, 2.0])
+    packed, qp = scheme.quantize_tensor(x, "int4", PerChannel(0), pack=True)
+    assert torch.equal(packed, pack(quantize(x, qp), INT4))
 
 
 @pytest.mark.parametrize(

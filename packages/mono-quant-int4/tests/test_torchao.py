@@ -5,7 +5,9 @@ torchao uses its own ranges -8..7 and 0..15) and ``quantize_affine`` (codes as
 int8 in -8..7, or torchao's uint4 output, which it stores as uint8).
 Default profile: ``eps=torch.finfo(torch.float32).eps`` on ``x.float()``;
 ``torchao`` profile: torchao's defaults (``eps=None``) on ``x`` in its own dtype.
-Scale, zero-point and codes are compared.
+Scale, zero-point and codes are compared, the codes both from ``quantize`` and from
+``quantize_tensor`` (one pass), and the packed bytes of ``quantize_tensor(pack=True)``
+(nibbles packed inside the quantize loop) with ``pack`` of the checked codes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 from torchao.quantization.quant_primitives import MappingType, choose_qparams_affine, quantize_affine
 
 from mono_quant.conformance import strategies as mqst
-from mono_quant.core import Granularity, PerChannel, PerGroup, PerTensor, Scheme, get_scheme
+from mono_quant.core import Granularity, PerChannel, PerGroup, PerTensor, Scheme, get_dtype, get_scheme, pack
 
 BitExact = Callable[[torch.Tensor, torch.Tensor, str], None]
 
@@ -88,6 +90,11 @@ def check(
     bitexact(qp.scale, ref[0], "scale " + what)
     bitexact(qp.zero_point, ref[1], "zero_point " + what)
     bitexact(codes, ref[2], "codes " + what)
+    one_pass, _ = scheme.quantize_tensor(x, dtype, granularity)
+    bitexact(one_pass, ref[2], "quantize_tensor codes " + what)
+    if not (x.dim() == 1 and isinstance(qp.granularity, PerChannel)):  # core bug, see test_packing.py
+        packed, _ = scheme.quantize_tensor(x, dtype, granularity, pack=True)  # fused nibble packing
+        bitexact(packed, pack(codes, get_dtype(qp.dtype)), "quantize_tensor(pack=True) " + what)
 
 
 def finite_tensors(

@@ -92,6 +92,8 @@ def check(
     bitexact(qp.scale, scale, "scale " + what)
     bitexact(qp.zero_point, zero_point, "zero_point " + what)
     bitexact(codes, ref_codes, "codes " + what)
+    one_pass, _ = scheme.quantize_tensor(x, dtype, granularity)
+    bitexact(one_pass, ref_codes, "quantize_tensor codes " + what)
 
 
 def finite_tensors(

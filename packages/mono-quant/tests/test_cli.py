@@ -223,3 +223,22 @@ def test_the_console_script_is_installed():
         [script, "--version"], capture_output=True, text=True, env=_env(), timeout=120, check=False
     )
     assert proc.returncode == 0 and proc.stdout.startswith("mono-quant ")
+
+
+def test_plugins_shows_a_broken_plugin_with_its_cause(monkeypatch):
+    import mono_quant.cli._cli as cli
+    from mono_quant.core import PluginRecord, PluginReport, plugin_report
+
+    broken = PluginRecord(
+        "bad", "mono-quant-bad", "9.9", "broken", error="failed to import 'bad': ImportError: nope"
+    )
+    fake = PluginReport((*plugin_report().plugins, broken), ("scheme 'x' is registered twice",))
+    monkeypatch.setattr(cli, "plugin_report", lambda: fake)
+    code, out, _ = run("plugins")
+    assert code == 0
+    assert "mono-quant-bad 9.9 [bad]: broken; error: failed to import 'bad': ImportError: nope" in out
+    assert "conflict: scheme 'x' is registered twice" in out
+    data = json.loads(run("plugins", "--json")[1])
+    assert data["plugins"][-1]["status"] == "broken" and data["conflicts"] == [
+        "scheme 'x' is registered twice"
+    ]

@@ -284,8 +284,9 @@ def pytest_terminal_summary(
         return
     terminalreporter.section("mono-quant conformance")
     for subject in state.subjects:
-        mine = [r for r in state.results if r.id.partition("[")[2].startswith(subject.id)]
-        mine = [r for r in mine if r.scheme == subject.name]
+        mine = [
+            r for r in state.results if (r.distribution, r.scheme) == (subject.distribution, subject.name)
+        ]
         if mine:
             terminalreporter.write_line(f"{subject.id}: {summarize(mine)}")
     for r in state.results:

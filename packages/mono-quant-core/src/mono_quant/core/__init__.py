@@ -8,6 +8,7 @@ from mono_quant.core._affine import asymmetric_qparams, check_finite, symmetric_
 from mono_quant.core._dtypes import Packing, QuantDtype
 from mono_quant.core._errors import (
     AxisError,
+    CastOverflowError,
     EmptyTensorError,
     GroupSizeError,
     InputDtypeError,
@@ -60,6 +61,7 @@ __all__ = [
     "TORCHAO_PROFILE",
     "AxisError",
     "Capabilities",
+    "CastOverflowError",
     "EmptyTensorError",
     "Granularity",
     "GranuleLayout",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mono_quant.core._dtypes import QuantDtype
-from mono_quant.core._errors import NonFiniteError, QParamsError
+from mono_quant.core._errors import CastOverflowError, NonFiniteError, QParamsError
 from mono_quant.core._granularity import PerChannel, PerGroup, PerTensor
 from mono_quant.core._granules import GranuleLayout
 from mono_quant.core._kernels import dequantize_rows, quantize_rows
@@ -116,6 +118,23 @@ def check_finite(x: torch.Tensor, *, name: str | None = None) -> None:
     raise_nonfinite(x, name)
 
 
+def cast_to_float_target(x: torch.Tensor, dtype: QuantDtype, *, name: str | None = None) -> torch.Tensor:
+    """``x`` cast to a float target, refusing NaN/±inf and values the cast would overflow."""
+    y = x.to(dtype.torch_dtype)
+    if not bool(torch.isfinite(y).all()):
+        raise_nonfinite(x, name)
+        bad = ~torch.isfinite(y)
+        flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), x.shape)) if x.dim() else ()
+        label = f"{name!r}" if name else "the input tensor"
+        raise CastOverflowError(
+            f"{label} holds {int(bad.sum())} value(s) beyond {dtype.name}'s range "
+            f"(±{torch.finfo(dtype.torch_dtype).max:g}); the first is {float(x.reshape(-1)[flat]):g} at "
+            f"index {index}. The cast would give ±inf: use bfloat16 or an integer dtype, or rescale."
+        )
+    return y
+
+
 def raise_nonfinite(x: torch.Tensor, name: str | None) -> None:
     """Raise :class:`NonFiniteError` with the count and first index of NaN/±inf in ``x``."""
     bad = ~torch.isfinite(x)
@@ -203,6 +222,8 @@ def _nibbles_along_rows(x: torch.Tensor, layout: GranuleLayout, dtype: QuantDtyp
         return False
     if x.dim() == 0 or p.axis not in (-1, x.dim() - 1) or x.shape[-1] % 2 or layout.padded:
         return False
+    if (x.numel() // max(1, math.prod(layout.qparam_shape))) % 2:
+        return False  # odd rows (e.g. 1-D per channel): a byte would straddle two rows
     g = layout.granularity
     in_order = isinstance(g, PerTensor) or (isinstance(g, PerChannel) and g.axis == 0)
     in_order = in_order or (isinstance(g, PerGroup) and g.axis == x.dim() - 1 and g.group_size % 2 == 0)

@@ -166,3 +166,22 @@ class QuantDtype:
         data = dataclasses.asdict(self)
         data["packing"] = None if self.packing is None else self.packing.to_dict()
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> QuantDtype:
+        """Rebuild an entry from :meth:`to_dict`'s output (a checkpoint's metadata).
+
+        >>> d = QuantDtype("i4", 4, True, -8, 7, "int8", packing=Packing(4, 2, offset=8))
+        >>> QuantDtype.from_dict(d.to_dict()) == d
+        True
+        """
+        fields = dict(data)
+        packing = fields.pop("packing", None)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ValueError(f"unknown quant dtype field(s) {unknown}; known: {sorted(known)}.")
+        return cls(
+            **fields,  # type: ignore[arg-type]
+            packing=None if packing is None else Packing.from_dict(packing),  # type: ignore[arg-type]
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "AxisError",
+    "CastOverflowError",
     "EmptyTensorError",
     "GroupSizeError",
     "InputDtypeError",
@@ -69,6 +70,10 @@ class EmptyTensorError(MonoQuantError):
 
 class NonFiniteError(MonoQuantError):
     """The input holds NaN or infinite values and the policy is ``raise``."""
+
+
+class CastOverflowError(MonoQuantError):
+    """Finite values that a float target (float16) cannot hold: the cast would give ±inf."""
 
 
 class AxisError(MonoQuantError, IndexError):

@@ -39,36 +39,40 @@ def quantize_rows(
     the row length in uint8: two 4-bit codes per byte, the first in the low
     nibble, each stored with ``+pack_offset``. Returns ``False`` if a product was
     not finite (the caller reports it), ``True`` otherwise.
+
+    Every op has operands of one dtype: mixed-dtype ops take PyTorch's slow
+    casting path. Converting first is exact (integers and narrower floats widen
+    exactly; float64 rounds to float32 as the formula says).
     """
     n_rows, length = rows.shape
     step = _block_rows(length)
     buf = torch.empty((min(step, n_rows), length), dtype=compute, device=rows.device)
     inv = 1.0 / scale.to(compute)
+    zp = zero_point.to(compute)
     lo, hi = bounds
-    # bf16/fp16 widen exactly inside mul's type promotion; float64 must be
-    # rounded to the compute dtype first, as the unblocked formula does.
-    convert_first = torch.promote_types(rows.dtype, compute) != compute
+    same = rows.dtype == compute
     for start in range(0, n_rows, step):
         stop = min(start + step, n_rows)
         b = buf[: stop - start]
-        if convert_first:
+        if same:
+            torch.mul(rows[start:stop], inv[start:stop], out=b)
+        else:
             b.copy_(rows[start:stop])
             b.mul_(inv[start:stop])
-        else:
-            torch.mul(rows[start:stop], inv[start:stop], out=b)
         torch.round(b, out=b)
         if check_finite and not bool(torch.isfinite(b).all()):
             return False
-        torch.add(b, zero_point[start:stop], out=b)
-        torch.clamp(b, lo, hi, out=b)
+        b.add_(zp[start:stop])
+        b.clamp_(lo, hi)
         if pack_offset is None:
             out[start:stop].copy_(b)
         else:
             # (q0 + o) + 16 * (q1 + o): exact in float, then one cast to uint8.
             pair = b.view(stop - start, length // 2, 2)
-            torch.add(pair[..., 0], pair[..., 1], alpha=16, out=pair[..., 0])
-            pair[..., 0].add_(17 * pack_offset)
-            out[start:stop].copy_(pair[..., 0])
+            first = pair[..., 0]
+            first.add_(pair[..., 1], alpha=16)
+            first.add_(17 * pack_offset)
+            out[start:stop].copy_(first)
     return True
 
 
@@ -78,12 +82,17 @@ def dequantize_rows(
     zero_point: torch.Tensor,
     out: torch.Tensor,
 ) -> None:
-    """``out = (rows - zero_point) * scale`` per row, widening codes to int32 first."""
+    """``out = (rows - zero_point) * scale`` per row, in float32.
+
+    Codes and zero-points of up to 16 bits are exact in float32, and so is their
+    difference, so this equals widening to int32 before subtracting.
+    """
     n_rows, length = rows.shape
     step = _block_rows(length)
-    wide = torch.empty((min(step, n_rows), length), dtype=torch.int32, device=rows.device)
+    zp = zero_point.to(torch.float32)
     for start in range(0, n_rows, step):
         stop = min(start + step, n_rows)
-        w = wide[: stop - start]
-        torch.sub(rows[start:stop], zero_point[start:stop], out=w)
-        torch.mul(w, scale[start:stop], out=out[start:stop])
+        o = out[start:stop]
+        o.copy_(rows[start:stop])
+        o.sub_(zp[start:stop])
+        o.mul_(scale[start:stop])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mono_quant.core._affine import dequantize_affine, quantize_affine
+from mono_quant.core._affine import cast_to_float_target, dequantize_affine, quantize_affine
 from mono_quant.core._packing import pack as pack_codes
 from mono_quant.core._qparams import QParams
 from mono_quant.core._registry import get_dtype, get_scheme
@@ -30,7 +30,7 @@ def quantize(
     check_input(x, name=name)
     qd = get_dtype(qparams.dtype)
     if qparams.is_float:
-        return x.to(qd.torch_dtype)
+        return cast_to_float_target(x, qd, name=name)
     if qparams.affine:
         return quantize_affine(x, qparams, qd, name=name, pack=pack)
     codes = get_scheme(qparams.scheme).quantize(x, qparams, name=name)

@@ -9,7 +9,7 @@ from typing import Literal
 
 import torch
 
-from mono_quant.core._affine import dequantize_affine, quantize_affine, raise_nonfinite
+from mono_quant.core._affine import cast_to_float_target, dequantize_affine, quantize_affine, raise_nonfinite
 from mono_quant.core._dtypes import QuantDtype
 from mono_quant.core._errors import (
     EmptyTensorError,
@@ -234,6 +234,7 @@ class Scheme(abc.ABC):
             )
         gran = granularity if granularity is not None else self.capabilities.default_granularity
         if qd.is_float:
+            raise_nonfinite(x, name)  # the "raise" policy holds for casts too
             return QParams(
                 None,
                 None,
@@ -323,7 +324,7 @@ class Scheme(abc.ABC):
         qp = self.compute_qparams(x, dtype, granularity, name=name)
         qd = get_dtype(qp.dtype)
         if qp.is_float:
-            return x.to(qd.torch_dtype), qp
+            return cast_to_float_target(x, qd, name=name), qp
         if qp.affine:
             # compute_qparams has checked x; the quantize pass need not look again
             # unless the scheme's range ignores some elements (then it must check).
@@ -343,7 +344,7 @@ class Scheme(abc.ABC):
         check_input(x, name=name)
         qd = get_dtype(qparams.dtype)
         if qparams.is_float:
-            return x.to(qd.torch_dtype)
+            return cast_to_float_target(x, qd, name=name)
         return quantize_affine(x, qparams, qd, name=name)
 
     def dequantize(

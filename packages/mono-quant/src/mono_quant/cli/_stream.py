@@ -10,8 +10,8 @@ from mono_quant.cli._plan import Plan
 from mono_quant.cli._progress import Progress
 from mono_quant.cli._report import TensorReport
 from mono_quant.cli._source import Shard, Source, TensorInfo
-from mono_quant.cli._tensor import QuantizedTensor, check_finite, quantize_tensor
-from mono_quant.core import NonFiniteError
+from mono_quant.cli._tensor import QuantizedTensor, quantize_tensor
+from mono_quant.core import NonFiniteError, check_finite
 
 __all__ = ["Sink", "run"]
 
@@ -61,7 +61,7 @@ def _one(info: TensorInfo, tensor: torch.Tensor, plan: Plan, sink: Sink) -> Tens
         return TensorReport(name, info.shape, dtype, "copied", info.nbytes, after, reason=reason)
     try:
         if plan.dtype.is_float:  # a plain cast: no scheme sees the values, so check them here
-            check_finite(tensor, name)
+            check_finite(tensor, name=name)
         # Min/max schemes raise NonFiniteError on their own (NaN and inf show up in the
         # range for free); quantize_tensor also refuses non-finite energies as a backstop.
         qt, signal, noise = quantize_tensor(tensor, plan.scheme, plan.dtype, plan.granularity, name=name)

@@ -13,13 +13,13 @@ from mono_quant.core import (
     QParams,
     QuantDtype,
     Scheme,
+    check_finite,
     dequantize,
     pack,
     packed_shape,
-    quantize,
 )
 
-__all__ = ["QuantizedTensor", "check_finite", "quantize_tensor", "sqnr_db"]
+__all__ = ["QuantizedTensor", "quantize_tensor", "sqnr_db"]
 
 _CHUNK = 1 << 20  # elements per chunk when summing energies
 
@@ -82,28 +82,6 @@ class QuantizedTensor:
 _CONTAINERS = {"uint8": torch.uint8, "int16": torch.int16, "int32": torch.int32}
 
 
-def check_finite(x: torch.Tensor, name: str) -> None:
-    """Raise :class:`~mono_quant.core.NonFiniteError` naming ``name``, the count and the first index.
-
-    >>> import torch
-    >>> check_finite(torch.tensor([1.0, float("nan")]), "w")
-    Traceback (most recent call last):
-    ...
-    mono_quant.core.NonFiniteError: 'w' holds 1 non-finite value(s) (NaN or ±inf), the first nan at ...
-    """
-    bad = ~torch.isfinite(x)
-    if not bool(bad.any()):
-        return
-    count = int(bad.sum())
-    flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
-    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), x.shape))
-    value = float(x.reshape(-1)[flat])
-    raise NonFiniteError(
-        f"{name!r} holds {count} non-finite value(s) (NaN or ±inf), the first {value} at index {index}; "
-        f"clean it, leave it out (--exclude '{name}'), or copy it unquantized with --nonfinite skip."
-    )
-
-
 def quantize_tensor(
     x: torch.Tensor, scheme: Scheme, dtype: QuantDtype, granularity: Granularity, *, name: str
 ) -> tuple[QuantizedTensor, float, float]:
@@ -114,12 +92,11 @@ def quantize_tensor(
     :func:`sqnr_db` turns them into decibels. Non-finite energies (a scheme that
     let NaN/inf through) raise :class:`~mono_quant.core.NonFiniteError`.
     """
-    qp = scheme.compute_qparams(x, dtype, granularity, name=name)
-    codes = quantize(x, qp, name=name)
+    codes, qp = scheme.quantize_tensor(x, dtype, granularity, name=name)
     qt = QuantizedTensor(codes, qp, dtype, x.dtype)
     signal, noise = _energies(x, dequantize(codes, qp, dtype=torch.float32, name=name))
     if not (math.isfinite(signal) and math.isfinite(noise)):
-        check_finite(x, name)
+        check_finite(x, name=name)
         raise NonFiniteError(f"{name!r}: the quantization error is not finite; the values are too large.")
     return qt, signal, noise
 

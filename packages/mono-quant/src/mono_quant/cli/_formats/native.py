@@ -18,7 +18,7 @@ import torch
 
 from mono_quant.cli._errors import InputError, UsageError
 from mono_quant.cli._tensor import QuantizedTensor
-from mono_quant.core import Packing, QParams, QuantDtype, unpack
+from mono_quant.core import QParams, QuantDtype, unpack
 
 __all__ = [
     "FORMAT",
@@ -135,9 +135,7 @@ def read_header(metadata: dict[str, str], where: str) -> dict[str, dict[str, Any
 
 def _quant_dtype(data: dict[str, Any], where: str) -> QuantDtype:
     try:
-        fields = dict(data)
-        packing = fields.pop("packing", None)
-        return QuantDtype(**fields, packing=None if packing is None else Packing.from_dict(packing))
+        return QuantDtype.from_dict(data)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{where}: the quant dtype entry {data!r} cannot be read ({exc}).") from exc
 
