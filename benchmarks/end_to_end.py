@@ -84,23 +84,51 @@ def minilm_path() -> Path:
     return Path(spec.origin).parent / "model" / "model.safetensors"
 
 
-def bench_one(label: str, src: Path, work: Path, largest: int, baseline: dict[str, float]) -> list[dict[str, Any]]:
+def bench_one(
+    label: str, src: Path, work: Path, largest: int, baseline: dict[str, float]
+) -> list[dict[str, Any]]:
     size = src.stat().st_size
     rows = []
     cli = shutil.which("mono-quant") or ""
     for impl, cmd in (
-        ("mono-quant quantize (asymmetric int8 per-channel)",
-         [cli, "quantize", str(src), "-o", str(work / f"{label}.mq.safetensors"), "--scheme", "asymmetric",
-          "--dtype", "int8", "--granularity", "per-channel", "--quiet", "--force"]),
-        ("torchao script (load, choose+quantize_affine, save)",
-         [sys.executable, "-c", TORCHAO_SCRIPT, str(src), str(work / f"{label}.torchao.safetensors")]),
+        (
+            "mono-quant quantize (asymmetric int8 per-channel)",
+            [
+                cli,
+                "quantize",
+                str(src),
+                "-o",
+                str(work / f"{label}.mq.safetensors"),
+                "--scheme",
+                "asymmetric",
+                "--dtype",
+                "int8",
+                "--granularity",
+                "per-channel",
+                "--quiet",
+                "--force",
+            ],
+        ),
+        (
+            "torchao script (load, choose+quantize_affine, save)",
+            [sys.executable, "-c", TORCHAO_SCRIPT, str(src), str(work / f"{label}.torchao.safetensors")],
+        ),
     ):
         res = run(cmd)
-        rows.append({
-            "checkpoint": label, "impl": impl, "input_bytes": size, "largest_tensor_bytes": largest,
-            "wall_s": res["wall_s"], "gbps": size / res["wall_s"] / 1e9, "peak_rss_mib": res["peak_rss_mib"],
-            "rss_over_baseline_in_largest_tensors": (res["peak_rss_mib"] - baseline["peak_rss_mib"]) * 2**20 / largest,
-        })
+        rows.append(
+            {
+                "checkpoint": label,
+                "impl": impl,
+                "input_bytes": size,
+                "largest_tensor_bytes": largest,
+                "wall_s": res["wall_s"],
+                "gbps": size / res["wall_s"] / 1e9,
+                "peak_rss_mib": res["peak_rss_mib"],
+                "rss_over_baseline_in_largest_tensors": (res["peak_rss_mib"] - baseline["peak_rss_mib"])
+                * 2**20
+                / largest,
+            }
+        )
         for f in work.glob(f"{label}.*"):
             f.unlink()
     return rows
@@ -122,17 +150,23 @@ def main(argv: list[str] | None = None) -> int:
 
         mini = minilm_path()
         with safe_open(str(mini), "pt") as f:
-            largest = max(f.get_tensor(k).nbytes for k in f.keys())
+            largest = max(f.get_tensor(k).nbytes for k in f.keys())  # noqa: SIM118 - safe_open is not a dict
         rows += bench_one("all-MiniLM-L6-v2", mini, work, largest, baseline)
         synth, largest = make_synthetic(work, args.synthetic_gb)
         rows += bench_one(f"synthetic {synth.stat().st_size / 1e9:.1f} GB", synth, work, largest, baseline)
-    lines = ["| checkpoint | implementation | wall s | GB/s | peak RSS MiB | (RSS − baseline) / largest tensor |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| checkpoint | implementation | wall s | GB/s | peak RSS MiB | (RSS − baseline) / largest tensor |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['checkpoint']} | {r['impl']} | {r['wall_s']:.2f} | {r['gbps']:.2f} | "
-                     f"{r['peak_rss_mib']:.0f} | {r['rss_over_baseline_in_largest_tensors']:.2f} |")
-    lines.append(f"\ninterpreter baseline (import torch, safetensors, mono_quant.core): "
-                 f"{baseline['peak_rss_mib']:.0f} MiB peak RSS")
+        lines.append(
+            f"| {r['checkpoint']} | {r['impl']} | {r['wall_s']:.2f} | {r['gbps']:.2f} | "
+            f"{r['peak_rss_mib']:.0f} | {r['rss_over_baseline_in_largest_tensors']:.2f} |"
+        )
+    lines.append(
+        f"\ninterpreter baseline (import torch, safetensors, mono_quant.core): "
+        f"{baseline['peak_rss_mib']:.0f} MiB peak RSS"
+    )
     table = "\n".join(lines)
     print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -26,5 +26,5 @@ def test_python_blocks_run(page: Path) -> None:
     for i, code in enumerate(blocks):
         try:
             exec(compile(code, f"{page.relative_to(ROOT)}[block {i}]", "exec"), namespace)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - report any failure of a docs example as a test failure
             pytest.fail(f"{page.relative_to(ROOT)} block {i} failed: {type(exc).__name__}: {exc}\n{code}")

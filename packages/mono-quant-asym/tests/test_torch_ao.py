@@ -70,8 +70,7 @@ def torch_ao_reference(
 
 @st.composite
 def observer_cases(draw: st.DrawFn) -> tuple[torch.Tensor, Granularity, str]:
-    # float16 "outlier"/"ties" draws at magnitude 1e4 overflow to inf; not this test's subject.
-    x = draw(mqst.tensors().filter(lambda t: bool(torch.isfinite(t).all())), label="x")
+    x = draw(mqst.tensors(), label="x")
     granularity = draw(mqst.granularities(tuple(x.shape), kinds=("per_tensor", "per_channel")))
     dtype = draw(mqst.quant_dtypes(names=list(OBSERVER_DTYPES)))
     return x, granularity, dtype.name

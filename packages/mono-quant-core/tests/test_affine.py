@@ -206,3 +206,15 @@ def test_float_targets_refuse_non_finite_input_and_overflow(asym: Scheme) -> Non
     assert quantize(T([1e6]), asym.compute_qparams(T([1e6]), "bfloat16")).item() == pytest.approx(
         1e6, rel=1e-2
     )
+
+
+def test_int32_codes_add_the_zero_point_exactly(asym: Scheme) -> None:
+    # All-positive input: the scale floors at eps and the zero-point sits at -2**31,
+    # where float32 spacing is 256 codes. The sum must be exact anyway.
+    x = T([0.0, 1.0 + 3 * EPS, 0.25 + EPS])
+    qp = asym.compute_qparams(x, "int32")
+    assert qp.zero_point is not None and qp.zero_point.item() == -(2**31)
+    codes = quantize(x, qp)
+    assert codes.tolist() == [-(2**31), -(2**31) + 2**23 + 3, -(2**31) + 2**21 + 1]
+    assert qp.scale is not None
+    assert float((dequantize(codes, qp) - x).abs().max()) <= qp.scale.item() / 2

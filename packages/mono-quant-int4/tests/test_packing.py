@@ -171,14 +171,8 @@ def test_quantize_with_pack_equals_pack_of_the_codes(
     assert torch.equal(quantize(x, qp, pack=True), expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="core bug: quantize_affine packs in the quantize loop when x's last axis is even, but a "
-    "1-D tensor per channel has rows of length 1, so the output shape (n, 0) is invalid; "
-    "_nibbles_along_rows must also require an even row length",
-)
 def test_quantize_with_pack_on_a_1d_tensor_per_channel() -> None:
+    """Rows of length 1: a byte must not pair codes of two channels (a regression test)."""
     scheme = get_scheme("int4-symmetric")
     x = torch.tensor([0.5, -1.0, 0.25, 2.0])
     packed, qp = scheme.quantize_tensor(x, "int4", PerChannel(0), pack=True)

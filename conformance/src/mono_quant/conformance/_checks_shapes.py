@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mono_quant.conformance._catalog import Case, conformance_check
@@ -10,7 +12,15 @@ from mono_quant.conformance._results import CheckSkipped, ConformanceError
 from mono_quant.conformance._runner import CheckContext
 from mono_quant.conformance._selection import Subject
 from mono_quant.conformance.strategies import FLOAT_DTYPES, TensorSpec
-from mono_quant.core import Granularity, MonoQuantError, PerChannel, PerGroup, PerTensor, get_dtype
+from mono_quant.core import (
+    Granularity,
+    MonoQuantError,
+    NonFiniteError,
+    PerChannel,
+    PerGroup,
+    PerTensor,
+    get_dtype,
+)
 
 __all__: list[str] = []
 
@@ -111,7 +121,12 @@ def check_qparam_shapes_and_dtypes(subject: Subject, case: Case, ctx: CheckConte
 
 @conformance_check("float_target")
 def check_float_targets_are_a_plain_cast(subject: Subject, case: Case, ctx: CheckContext) -> None:
-    """float16/bfloat16 targets: no scale or zero-point, quantize is x.to(target), dequantize a cast back."""
+    """float16/bfloat16 targets: no qparams, quantize is x.to(target), dequantize a cast back.
+
+    Values the cast cannot hold (NaN, or beyond the target's range) must not slip
+    through as garbage: NaN raises NonFiniteError, an overflow raises a
+    mono-quant error or gives exactly what the cast gives.
+    """
     scheme = subject.get_scheme()
     assert case.dtype is not None
     qd = get_dtype(case.dtype)
@@ -120,32 +135,64 @@ def check_float_targets_are_a_plain_cast(subject: Subject, case: Case, ctx: Chec
     if "per_channel" in scheme.capabilities.granularities:
         grans.append(PerChannel(0))
     for i, (name, dt) in enumerate(FLOAT_DTYPES.items()):
-        spec = TensorSpec((4, 8), dt, "outlier" if i % 2 else "huge", seed=i, magnitude=37.0)
-        x = spec.make()
-        for g in grans:
-            ctx.note(dtype=qd.name, granularity=g, input=spec)
-            qp = scheme.compute_qparams(x, qd.name, g)
-            label = gran_text(g) if g is not None else "the default granularity"
+        for spec in (
+            TensorSpec((4, 8), dt, ("outlier", "normal", "ties", "uniform")[i], seed=i, magnitude=37.0),
+            TensorSpec((4, 8), dt, ("tiny", "subnormal")[i % 2], seed=i),
+        ):
+            x = spec.make()
+            for g in grans:
+                ctx.note(dtype=qd.name, granularity=g, input=spec)
+                qp = scheme.compute_qparams(x, qd.name, g)
+                label = gran_text(g) if g is not None else "the default granularity"
 
-            def fail(
-                detail: str, label: str = label, spec: TensorSpec = spec, name: str = name
-            ) -> ConformanceError:
-                return ConformanceError(f"{detail} ({name} input, {label})", dtype=qd.name, input=spec)
+                def fail(
+                    detail: str, label: str = label, spec: TensorSpec = spec, name: str = name
+                ) -> ConformanceError:
+                    return ConformanceError(f"{detail} ({name} input, {label})", dtype=qd.name, input=spec)
 
-            if qp.scale is not None or qp.zero_point is not None:
-                raise fail(
-                    f"float target {qd.name!r} must be a plain cast with no qparams; got scale "
-                    f"{qp.scale!r} and zero-point {qp.zero_point!r}"
-                )
-            if qp.dtype != qd.name:
-                raise fail(f"qparams are for dtype {qp.dtype!r}")
-            codes = scheme.quantize(x, qp)
-            if not bits_equal(codes, x.to(target)):
-                diff = "dtype " + str(codes.dtype) if codes.dtype != target else "values"
-                raise fail(f"quantize is not x.to({target}): its {diff} differ")
-            deq = scheme.dequantize(codes, qp)
-            if not bits_equal(deq, codes.to(torch.float32)):
-                raise fail("dequantize is not codes.to(torch.float32)")
+                if qp.scale is not None or qp.zero_point is not None:
+                    raise fail(
+                        f"float target {qd.name!r} must be a plain cast with no qparams; got scale "
+                        f"{qp.scale!r} and zero-point {qp.zero_point!r}"
+                    )
+                if qp.dtype != qd.name:
+                    raise fail(f"qparams are for dtype {qp.dtype!r}")
+                codes = scheme.quantize(x, qp)
+                if not bits_equal(codes, x.to(target)):
+                    diff = "dtype " + str(codes.dtype) if codes.dtype != target else "values"
+                    raise fail(f"quantize is not x.to({target}): its {diff} differ")
+                deq = scheme.dequantize(codes, qp)
+                if not bits_equal(deq, codes.to(torch.float32)):
+                    raise fail("dequantize is not codes.to(torch.float32)")
+    qp = scheme.compute_qparams(torch.ones(4), qd.name)
+    nan = torch.tensor([1.0, math.nan, 2.0])
+    ctx.note(dtype=qd.name, input="torch.tensor([1.0, nan, 2.0])")
+    try:
+        got = scheme.quantize(nan, qp)
+    except NonFiniteError:
+        pass
+    else:
+        raise ConformanceError(
+            f"NaN input to the {qd.name} cast gave {got.tolist()}; the nonfinite 'raise' policy means "
+            f"mono_quant.core.NonFiniteError",
+            dtype=qd.name,
+            input="torch.tensor([1.0, nan, 2.0])",
+        )
+    big = torch.tensor([1.0, 1e30, -2.0], dtype=torch.float64)
+    if float(big.abs().max()) > torch.finfo(target).max:
+        where = "torch.tensor([1.0, 1e30, -2.0], dtype=torch.float64)"
+        ctx.note(dtype=qd.name, input=where)
+        try:
+            got = scheme.quantize(big, qp)
+        except MonoQuantError:
+            return
+        if not bits_equal(got, big.to(target)):
+            raise ConformanceError(
+                f"a value beyond {qd.name}'s range gave {got.tolist()}: raise a mono-quant error "
+                f"(core's CastOverflowError) or give exactly the cast",
+                dtype=qd.name,
+                input=where,
+            )
 
 
 @conformance_check("dtype")

@@ -227,9 +227,12 @@ def tensor_specs(
     Draw specs instead of tensors when a failure message should say how to rebuild
     the input (``str(spec)``).
 
-    >>> spec = tensor_specs(kinds=["zeros"]).example()
-    >>> float(spec.make().abs().sum())
-    0.0
+    >>> from hypothesis import given, settings
+    >>> @settings(max_examples=3)
+    ... @given(tensor_specs(kinds=["zeros"]))
+    ... def all_zero(spec):
+    ...     assert float(spec.make().abs().sum()) == 0.0
+    >>> all_zero()
     """
     shape = draw(shapes if shapes is not None else _default_shapes)
     dtype = draw(dtypes if dtypes is not None else float_dtypes())
@@ -311,8 +314,12 @@ def _register_profiles() -> None:
     from hypothesis import HealthCheck, settings
 
     # CI is derandomized so a declared expected failure cannot flake; dev explores.
+    # Both start from hypothesis' own defaults, not from whatever profile is loaded
+    # when this module is (re)imported.
+    base = settings.get_profile("default")
     settings.register_profile(
         "mono-quant-ci",
+        parent=base,
         derandomize=True,
         max_examples=25,
         deadline=None,
@@ -321,6 +328,8 @@ def _register_profiles() -> None:
     )
     settings.register_profile(
         "mono-quant-dev",
+        parent=base,
+        derandomize=False,
         max_examples=100,
         deadline=None,
         print_blob=True,

@@ -188,6 +188,15 @@ def quantize_affine(
     rows = layout.to_rows(x)
     scale = layout.qparams_to_rows(qparams.scale.to(x.device))
     zero_point = layout.qparams_to_rows(qparams.zero_point.to(x.device))
+    if dtype.bits > 16:
+        # float32 cannot hold int32 codes exactly: add the zero-point in int64.
+        q = torch.round(rows.to(compute) * (1.0 / scale.to(compute)))
+        if not bool(torch.isfinite(q).all()):
+            raise_nonfinite(x, name)
+        assert dtype.qmin is not None and dtype.qmax is not None
+        wide = torch.clamp(q.clamp(-(2.0**62), 2.0**62).to(torch.int64) + zero_point, dtype.qmin, dtype.qmax)
+        codes = layout.from_rows(wide.to(dtype.torch_dtype))
+        return pack_codes(codes, dtype) if pack else codes
     bounds = code_bounds(dtype, compute)
     fused_pack = pack and _nibbles_along_rows(x, layout, dtype)
     if fused_pack:

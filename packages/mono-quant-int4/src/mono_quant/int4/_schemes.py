@@ -42,7 +42,10 @@ class Int4SymmetricScheme(MinMaxScheme):
     """Symmetric int4, by default per group of 128 along the last (input) axis.
 
     The formula is core's :func:`~mono_quant.core.symmetric_qparams`: the same
-    math as the ``symmetric`` scheme, with int4-first defaults.
+    math as the ``symmetric`` scheme, with int4-first defaults (zero-point 0 for
+    ``int4``, 8 for ``uint4``). The default profile is bit-exact with torchao's
+    ``choose_qparams_affine(MappingType.SYMMETRIC, (1, 128), torch.int4,
+    eps=float32 eps)`` + ``quantize_affine``.
 
     >>> import torch
     >>> qp = Int4SymmetricScheme().compute_qparams(torch.randn(8, 256))
@@ -64,7 +67,12 @@ class Int4SymmetricScheme(MinMaxScheme):
 class Int4AsymmetricScheme(MinMaxScheme):
     """Asymmetric int4, by default per group of 128 along the last (input) axis.
 
-    The formula is core's :func:`~mono_quant.core.asymmetric_qparams`.
+    The formula is core's :func:`~mono_quant.core.asymmetric_qparams`, as in the
+    ``asymmetric`` scheme; the zero-point lies in the dtype's range (-8..7 for
+    ``int4``, the layout compressed-tensors' W4A16 asymmetric checkpoints use).
+    The default profile is bit-exact with torchao's
+    ``choose_qparams_affine(MappingType.ASYMMETRIC, (1, 128), torch.int4,
+    eps=float32 eps)`` + ``quantize_affine``.
 
     >>> import torch
     >>> qp = Int4AsymmetricScheme().compute_qparams(torch.randn(8, 256), "uint4")

@@ -18,7 +18,6 @@ from mono_quant.core import (
     Scheme,
     check_finite,
     check_input,
-    get_dtype,
     granule_minmax,
 )
 from mono_quant.nf4._codebook import nf4_decode, nf4_encode
@@ -118,7 +117,7 @@ class NF4Scheme(Scheme):
         """
         check_input(x, name=name)
         if qparams.is_float:
-            return x.to(get_dtype(qparams.dtype).torch_dtype)
+            return super().quantize(x, qparams, name=name)  # core's checked cast
         layout, scale = self._granules(tuple(x.shape), qparams, "input tensor", name)
         if not bool(torch.isfinite(x).all()):
             check_finite(x, name=name)
