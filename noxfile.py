@@ -220,7 +220,15 @@ def lint(session: nox.Session) -> None:
 def types(session: nox.Session) -> None:
     """mypy --strict over every distribution's sources and the example plugin's."""
     _install(
-        session, "mypy==2.4.1", "torch==2.13.0", "pluggy", "pytest", "hypothesis", "safetensors", "numpy"
+        session,
+        "mypy==2.4.1",
+        "torch==2.13.0",
+        "pluggy",
+        "pytest",
+        "hypothesis",
+        "safetensors",
+        "numpy",
+        "nox",
     )
     sources = [str(ROOT / folder / "src") for folder, *_ in PACKAGES.values()]
     sources += [str(p.parent / "src") for p in sorted((ROOT / "docs" / "examples").glob("*/pyproject.toml"))]

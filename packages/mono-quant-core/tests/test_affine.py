@@ -218,3 +218,20 @@ def test_int32_codes_add_the_zero_point_exactly(asym: Scheme) -> None:
     assert codes.tolist() == [-(2**31), -(2**31) + 2**23 + 3, -(2**31) + 2**21 + 1]
     assert qp.scale is not None
     assert float((dequantize(codes, qp) - x).abs().max()) <= qp.scale.item() / 2
+
+
+def test_a_range_that_overflows_the_compute_dtype_is_a_user_error(asym: Scheme) -> None:
+    from mono_quant.core import RangeOverflowError
+
+    x = torch.tensor([[60000.0, -10000.0], [1.0, 2.0]], dtype=torch.float16)
+    with pytest.raises(RangeOverflowError) as info:
+        asym.configure(profile="torchao").compute_qparams(x, "int8", PerChannel(0), name="w")
+    message = str(info.value)
+    assert "'w': the range [-10000, 60000] of granule (0,) overflows float16" in message
+    assert "default profile computes in float32" in message
+    assert asym.compute_qparams(x, "int8", PerChannel(0)).scale is not None  # default profile: fine
+
+
+def test_torchao_profile_computes_float64_input_in_float32(asym: Scheme) -> None:
+    qp = asym.configure(profile="torchao").compute_qparams(torch.zeros(4, dtype=torch.float64), "int8")
+    assert qp.scale is not None and qp.scale.item() == torch.finfo(torch.float32).smallest_normal

@@ -12,6 +12,7 @@ __all__ = [
     "NonFiniteError",
     "PluginLoadError",
     "QParamsError",
+    "RangeOverflowError",
     "RegistryConflictError",
     "SchemeContractError",
     "UnknownDtypeError",
@@ -74,6 +75,10 @@ class NonFiniteError(MonoQuantError):
 
 class CastOverflowError(MonoQuantError):
     """Finite values that a float target (float16) cannot hold: the cast would give ±inf."""
+
+
+class RangeOverflowError(MonoQuantError):
+    """A finite input whose range overflows the compute dtype, so no finite scale exists."""
 
 
 class AxisError(MonoQuantError, IndexError):

@@ -27,7 +27,8 @@ class Profile:
       is computed.
     - ``compute_dtype``: ``"float32"`` converts the input to float32 before any
       arithmetic; ``"input"`` computes in the input's own dtype (torchao's choice,
-      which collapses scales for bf16/fp16 input).
+      which collapses scales for bf16/fp16 input); float64 input is computed in
+      float32 either way (torchao does not accept it).
     - ``unsigned_symmetric_zero_point``: the zero-point of a symmetric scheme on an
       unsigned dtype, ``"midpoint_up"`` = ``(qmin + qmax + 1) // 2`` (128 for uint8,
       as torch.ao and torchao do) or ``"midpoint_down"`` = ``(qmin + qmax) // 2``.
@@ -67,7 +68,11 @@ class Profile:
         >>> TORCHAO_PROFILE.compute_dtype_for(torch.bfloat16)
         torch.bfloat16
         """
-        return torch.float32 if self.compute_dtype == "float32" else x_dtype
+        if self.compute_dtype == "float32" or x_dtype == torch.float64:
+            # "input" means the input's own narrow float; float64 math would give
+            # scales (eps 2e-308) that float32 QParams cannot hold.
+            return torch.float32
+        return x_dtype
 
     def eps_for(self, compute_dtype: torch.dtype) -> float:
         """The scale floor used when computing in ``compute_dtype``."""

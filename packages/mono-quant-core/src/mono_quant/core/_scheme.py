@@ -14,6 +14,7 @@ from mono_quant.core._dtypes import QuantDtype
 from mono_quant.core._errors import (
     EmptyTensorError,
     InputDtypeError,
+    RangeOverflowError,
     SchemeContractError,
     UnsupportedDtypeError,
     UnsupportedGranularityError,
@@ -416,6 +417,32 @@ class Scheme(abc.ABC):
             )
 
 
+def _raise_range_overflow(
+    scale: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    compute: torch.dtype,
+    profile: str,
+    name: str | None,
+) -> None:
+    bad = ~torch.isfinite(scale.reshape(-1))
+    first = int(torch.nonzero(bad)[0, 0])
+    index = (
+        tuple(int(i) for i in torch.unravel_index(torch.tensor(first), scale.shape)) if scale.dim() else ()
+    )
+    label = f"{name!r}" if name else "the input tensor"
+    hint = (
+        " The default profile computes in float32; use it for float16 input."
+        if compute in (torch.float16, torch.bfloat16)
+        else " Rescale the tensor."
+    )
+    raise RangeOverflowError(
+        f"{label}: the range [{float(lo.reshape(-1)[first]):g}, {float(hi.reshape(-1)[first]):g}] of "
+        f"granule {index} overflows {str(compute).replace('torch.', '')} under profile {profile!r}, "
+        f"so no finite scale exists.{hint}"
+    )
+
+
 class MinMaxScheme(Scheme):
     """A scheme whose qparams depend only on each granule's min and max.
 
@@ -440,7 +467,11 @@ class MinMaxScheme(Scheme):
         if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
             raise_nonfinite(x, name)
         compute = self.profile.compute_dtype_for(x.dtype)
-        return self.qparams_from_range(lo.to(compute), hi.to(compute), dtype)
+        lo_c, hi_c = lo.to(compute), hi.to(compute)
+        scale, zero_point = self.qparams_from_range(lo_c, hi_c, dtype)
+        if isinstance(scale, torch.Tensor) and not bool(torch.isfinite(scale).all()):
+            _raise_range_overflow(scale, lo, hi, compute, self.profile.name, name)
+        return scale, zero_point
 
     @abc.abstractmethod
     def qparams_from_range(
