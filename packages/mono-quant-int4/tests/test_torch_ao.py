@@ -15,39 +15,23 @@ from collections.abc import Callable
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
 
 from mono_quant.conformance import strategies as mqst
+from mono_quant.conformance.differential import torch_ao_reference
 from mono_quant.core import Granularity, PerChannel, PerTensor, get_scheme
 
 BitExact = Callable[[torch.Tensor, torch.Tensor, str], None]
 
-RANGES = {"int4": (torch.qint8, -8, 7), "uint4": (torch.quint8, 0, 15)}
-QSCHEMES = {
-    ("int4-symmetric", "per_tensor"): torch.per_tensor_symmetric,
-    ("int4-symmetric", "per_channel"): torch.per_channel_symmetric,
-    ("int4-asymmetric", "per_tensor"): torch.per_tensor_affine,
-    ("int4-asymmetric", "per_channel"): torch.per_channel_affine,
-}
+#: Our 4-bit dtype -> the 8-bit observer dtype and the range torch.ao narrows it to.
+RANGES = {"int4": ("int8", (-8, 7)), "uint4": ("uint8", (0, 15))}
 
 
 def observer_qparams(
     x: torch.Tensor, name: str, dtype: str, granularity: Granularity
 ) -> tuple[torch.Tensor, ...]:
-    ao_dtype, qmin, qmax = RANGES[dtype]
-    qscheme = QSCHEMES[(name, granularity.kind)]
-    x = x.float()
-    if isinstance(granularity, PerChannel):
-        axis = granularity.axis % x.dim()
-        obs: MinMaxObserver = PerChannelMinMaxObserver(
-            ch_axis=axis, dtype=ao_dtype, qscheme=qscheme, quant_min=qmin, quant_max=qmax
-        )
-        if x.dim() == 1:  # the observer needs a dimension to reduce over; a 1-wide one is neutral
-            x = x.unsqueeze(1)
-    else:
-        obs = MinMaxObserver(dtype=ao_dtype, qscheme=qscheme, quant_min=qmin, quant_max=qmax)
-    obs(x)
-    return tuple(obs.calculate_qparams())
+    ao_dtype, quant_range = RANGES[dtype]
+    symmetric = get_scheme(name).capabilities.symmetric
+    return torch_ao_reference(x, ao_dtype, granularity, symmetric, quant_range)[:2]
 
 
 @st.composite

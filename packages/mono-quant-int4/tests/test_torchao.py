@@ -31,9 +31,13 @@ class TestTorchao(TorchaoSuite):
     packed = True
     sweep_shapes = ((256,), (7,), (3, 128), (64, 4), (2, 96, 3), (3, 4, 5), (2, 32, 2, 3), (2, 3, 4, 5))
 
-    @given(w=linear_weights())
-    def test_defaults_group_128_along_the_input_axis_equal_torchao(self, scheme_name: str, w: torch.Tensor) -> None:
-        scheme = get_scheme(scheme_name)
-        qp = scheme.compute_qparams(w)
-        assert (qp.dtype, qp.granularity) == ("int4", PerGroup(1, 128))
-        self.check(scheme, w, None, None)
+    def test_defaults_group_128_along_the_input_axis_equal_torchao(self, scheme_name: str) -> None:
+        scheme = get_scheme(scheme_name)  # @given per call: see TorchaoSuite
+
+        @given(w=linear_weights())
+        def run(w: torch.Tensor) -> None:
+            qp = scheme.compute_qparams(w)
+            assert (qp.dtype, qp.granularity) == ("int4", PerGroup(1, 128))
+            self.check(scheme, w, None, None)
+
+        run()
