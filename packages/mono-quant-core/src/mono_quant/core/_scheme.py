@@ -173,20 +173,18 @@ class Scheme(abc.ABC):
                     f"it accepts: {', '.join(caps.profiles)}."
                 )
             new.profile = resolved
-        if nonfinite is not None:
-            if nonfinite not in caps.nonfinite:
+        for option, value, accepted in (
+            ("nonfinite", nonfinite, caps.nonfinite),
+            ("nondivisible", nondivisible, caps.nondivisible),
+        ):
+            if value is None:
+                continue
+            if value not in accepted:
                 raise UnsupportedOptionError(
-                    f"scheme {self.name!r} does not accept nonfinite={nonfinite!r}; "
-                    f"it accepts: {', '.join(caps.nonfinite)}."
+                    f"scheme {self.name!r} does not accept {option}={value!r}; "
+                    f"it accepts: {', '.join(accepted)}."
                 )
-            new.nonfinite = nonfinite
-        if nondivisible is not None:
-            if nondivisible not in caps.nondivisible:
-                raise UnsupportedOptionError(
-                    f"scheme {self.name!r} does not accept nondivisible={nondivisible!r}; "
-                    f"it accepts: {', '.join(caps.nondivisible)}."
-                )
-            new.nondivisible = nondivisible
+            setattr(new, option, value)
         return new
 
     def supports_dtype(self, dtype: QuantDtype) -> bool:
