@@ -235,3 +235,18 @@ def test_a_range_that_overflows_the_compute_dtype_is_a_user_error(asym: Scheme) 
 def test_torchao_profile_computes_float64_input_in_float32(asym: Scheme) -> None:
     qp = asym.configure(profile="torchao").compute_qparams(torch.zeros(4, dtype=torch.float64), "int8")
     assert qp.scale is not None and qp.scale.item() == torch.finfo(torch.float32).smallest_normal
+
+
+@pytest.mark.parametrize(
+    "granularity", [PerTensor(), PerChannel(0), PerChannel(1), PerGroup(1, 8), PerGroup(0, 2)]
+)
+def test_dequantize_into_a_preallocated_buffer_equals_a_fresh_result(
+    asym: Scheme, granularity: PerTensor | PerChannel | PerGroup
+) -> None:
+    x = torch.randn(6, 16, generator=torch.Generator().manual_seed(11))
+    codes, qp = asym.quantize_tensor(x, "int8", granularity)
+    buffer = torch.full((6, 16), float("nan"))
+    result = dequantize(codes, qp, out=buffer)
+    assert result is buffer and torch.equal(buffer, dequantize(codes, qp))
+    with pytest.raises(QParamsError, match=r"out must be a torch.float32 tensor of shape \(6, 16\)"):
+        dequantize(codes, qp, out=torch.empty(6, 15))

@@ -43,8 +43,12 @@ def dequantize(
     *,
     dtype: torch.dtype = torch.float32,
     name: str | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Floats back from codes: ``(q - zero_point) * scale`` for affine qparams.
+
+    ``out`` (``q``'s shape, ``dtype``) receives the result and is returned; reusing
+    one buffer across calls avoids the cost of allocating a fresh output.
 
     >>> import torch
     >>> from mono_quant.core import QParams
@@ -53,7 +57,8 @@ def dequantize(
     [0.0, 1.0, -0.5]
     """
     if qparams.is_float:
-        return q.to(dtype)
+        return q.to(dtype) if out is None else out.copy_(q)
     if qparams.affine:
-        return dequantize_affine(q, qparams, out_dtype=dtype, name=name)
-    return get_scheme(qparams.scheme).dequantize(q, qparams, dtype=dtype, name=name)
+        return dequantize_affine(q, qparams, out_dtype=dtype, name=name, out=out)
+    result = get_scheme(qparams.scheme).dequantize(q, qparams, dtype=dtype, name=name)
+    return result if out is None else out.copy_(result)
