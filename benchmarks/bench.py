@@ -190,6 +190,7 @@ def build_groups(x: torch.Tensor) -> list[tuple[str, dict[str, tuple[str, Callab
             "int8 dequantize",
             {
                 "mono-quant dequantize": ("mono", lambda: dequantize(codes, qp)),
+                "mono-quant dequantize(out=buffer)": ("mono", lambda: dequantize(codes, qp, out=out_f32)),
                 "torchao dequantize_affine": (
                     "anchor",
                     lambda: dequantize_affine(tao_q, (1, cols), s, z, torch.int8, -128, 127),
@@ -230,6 +231,10 @@ def build_groups(x: torch.Tensor) -> list[tuple[str, dict[str, tuple[str, Callab
                 "mono-quant unpack+dequantize": (
                     "mono",
                     lambda: dequantize(unpack(packed, i4d, tuple(x.shape)), qp4),
+                ),
+                "mono-quant unpack+dequantize(out=buffer)": (
+                    "mono",
+                    lambda: dequantize(unpack(packed, i4d, tuple(x.shape)), qp4, out=out_f32),
                 ),
                 "ct unpack_from_int32 + torchao dequantize_affine": (
                     "anchor",
