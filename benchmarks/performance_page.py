@@ -40,7 +40,8 @@ def goals(micro: dict[str, Any], e2e: dict[str, Any]) -> list[tuple[str, str, st
         out.append(
             (
                 f"int8 per-channel qparams + codes, {dtype}: ≤ {limit:g}× floor",
-                f"{a:.1f}× (asym), {floor(qs, dtype, 'mono-quant symmetric'):.1f}× (sym); {b:.1f}× on 11008×4096",
+                f"{a:.1f}× (asym), {floor(qs, dtype, 'mono-quant symmetric'):.1f}× (sym); "
+                f"{b:.1f}× on 11008×4096",
                 "yes" if a <= limit else ("no (yes on the larger shape)" if b <= limit else "no"),
             )
         )
