@@ -55,11 +55,8 @@ def pack(codes: torch.Tensor, dtype: QuantDtype) -> torch.Tensor:
         first, second = pair[..., 0] + p.offset, pair[..., 1] + p.offset
         if p.order == "high_first":
             first, second = second, first
-        return (
-            (first | (second << 4)).view(torch.uint8)
-            if codes.dtype == torch.int8
-            else ((first | (second << 4)).to(torch.uint8))
-        )
+        packed = first | (second << 4)
+        return packed.view(torch.uint8) if packed.dtype == torch.int8 else packed.to(torch.uint8)
     t = codes.movedim(p.axis, -1).to(torch.int64) + p.offset
     n = t.shape[-1]
     pad = (-n) % p.per_container

@@ -367,7 +367,7 @@ def plugin_report() -> PluginReport:
     return _get_state().report
 
 
-def _missing_hint(kind: str, name: str, state: _State) -> str:
+def _missing_hint(name: str, state: _State) -> str:
     provider = KNOWN_PROVIDERS.get(name)
     if provider is None:
         return ""
@@ -396,7 +396,7 @@ def get_dtype(name: str) -> QuantDtype:
             f"with {DISABLE_ENV}={sources[-1]}."
         )
     raise UnknownDtypeError(
-        f"{name!r} is not a registered quant dtype.{_missing_hint('dtype', name, state)} "
+        f"{name!r} is not a registered quant dtype.{_missing_hint(name, state)} "
         f"Registered: {', '.join(sorted(state.dtypes))}."
     )
 
@@ -440,6 +440,5 @@ def get_scheme(name: str, **options: Any) -> Scheme:
         )
     installed = ", ".join(sorted(state.schemes)) or "none"
     raise UnknownSchemeError(
-        f"{name!r} is not an installed scheme.{_missing_hint('scheme', name, state)} "
-        f"Installed schemes: {installed}."
+        f"{name!r} is not an installed scheme.{_missing_hint(name, state)} Installed schemes: {installed}."
     )
