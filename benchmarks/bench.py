@@ -120,7 +120,7 @@ def build_groups(x: torch.Tensor) -> list[tuple[str, dict[str, tuple[str, Callab
         quantize_affine,
     )
 
-    from mono_quant.core import PerChannel, PerGroup, dequantize, get_dtype, get_scheme, unpack
+    from mono_quant.core import PerChannel, PerGroup, dequantize, get_scheme
 
     _, cols = x.shape
     asym, sym = get_scheme("asymmetric"), get_scheme("symmetric")
@@ -200,7 +200,6 @@ def build_groups(x: torch.Tensor) -> list[tuple[str, dict[str, tuple[str, Callab
         )
     )
 
-    i4d = get_dtype("int4")
     packed, qp4 = i4.quantize_tensor(x, "int4", PerGroup(-1, 128), pack=True)
     from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32, unpack_from_int32
 
@@ -228,13 +227,13 @@ def build_groups(x: torch.Tensor) -> list[tuple[str, dict[str, tuple[str, Callab
         (
             "int4 unpack+dequantize",
             {
-                "mono-quant unpack+dequantize": (
+                "mono-quant dequantize(packed, shape=)": (
                     "mono",
-                    lambda: dequantize(unpack(packed, i4d, tuple(x.shape)), qp4),
+                    lambda: dequantize(packed, qp4, shape=x.shape),
                 ),
-                "mono-quant unpack+dequantize(out=buffer)": (
+                "mono-quant dequantize(packed, shape=, out=buffer)": (
                     "mono",
-                    lambda: dequantize(unpack(packed, i4d, tuple(x.shape)), qp4, out=out_f32),
+                    lambda: dequantize(packed, qp4, shape=x.shape, out=out_f32),
                 ),
                 "ct unpack_from_int32 + torchao dequantize_affine": (
                     "anchor",

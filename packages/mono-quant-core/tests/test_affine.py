@@ -9,12 +9,14 @@ from mono_quant.core import (
     DEFAULT_PROFILE,
     TORCHAO_PROFILE,
     NonFiniteError,
+    Packing,
     PerChannel,
     PerGroup,
     PerTensor,
     Profile,
     QParams,
     QParamsError,
+    QuantDtype,
     Scheme,
     asymmetric_qparams,
     dequantize,
@@ -153,6 +155,13 @@ def test_float_targets_are_a_plain_cast(asym: Scheme) -> None:
         assert torch.equal(dequantize(q, qp), x.to(dt).float())
 
 
+def _nibble_dtype(signed: bool) -> QuantDtype:
+    """Unregistered 4-bit dtypes packed two per byte, as mono-quant-int4 registers them."""
+    if signed:
+        return QuantDtype("i4", 4, True, -8, 7, "int8", packing=Packing(4, 2, offset=8))
+    return QuantDtype("u4", 4, False, 0, 15, "uint8", packing=Packing(4, 2))
+
+
 @pytest.mark.parametrize(
     ("shape", "granularity"),
     [
@@ -168,14 +177,10 @@ def test_float_targets_are_a_plain_cast(asym: Scheme) -> None:
 def test_packing_inside_the_quantize_loop_equals_quantize_then_pack(
     shape: tuple[int, ...], granularity: PerTensor | PerChannel | PerGroup, signed: bool
 ) -> None:
-    from mono_quant.core import Packing, QuantDtype, pack
+    from mono_quant.core import pack
     from mono_quant.core._affine import quantize_affine
 
-    dtype = (
-        QuantDtype("i4", 4, True, -8, 7, "int8", packing=Packing(4, 2, offset=8))
-        if signed
-        else QuantDtype("u4", 4, False, 0, 15, "uint8", packing=Packing(4, 2))
-    )
+    dtype = _nibble_dtype(signed)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(7))
     scheme_scale = x.abs().amax() / 7
     from mono_quant.core import GranuleLayout
@@ -250,3 +255,38 @@ def test_dequantize_into_a_preallocated_buffer_equals_a_fresh_result(
     assert result is buffer and torch.equal(buffer, dequantize(codes, qp))
     with pytest.raises(QParamsError, match=r"out must be a torch.float32 tensor of shape \(6, 16\)"):
         dequantize(codes, qp, out=torch.empty(6, 15))
+
+
+@pytest.mark.parametrize(
+    ("shape", "granularity"),
+    [
+        ((6, 64), PerGroup(-1, 32)),  # unpacked inside the dequantize loop
+        ((600, 1000), PerChannel(0)),  # several blocks, a partial last one
+        ((3, 4, 10), PerTensor()),
+        ((6, 64), PerChannel(1)),  # rows across the packing axis: unpack first
+        ((5, 7), PerTensor()),  # odd last axis: unpack first
+    ],
+)
+@pytest.mark.parametrize("signed", [True, False])
+def test_dequantize_of_packed_codes_equals_unpack_then_dequantize(
+    shape: tuple[int, ...], granularity: PerTensor | PerChannel | PerGroup, signed: bool
+) -> None:
+    from mono_quant.core import GranuleLayout, unpack
+    from mono_quant.core._affine import dequantize_affine, quantize_affine
+
+    dtype = _nibble_dtype(signed)
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(shape, generator=gen)
+    qshape = GranuleLayout.of(shape, granularity).qparam_shape
+    qp = QParams(
+        torch.rand(qshape, generator=gen) * 0.3 + 0.05,
+        torch.randint(-3 if signed else 5, 4 if signed else 12, qshape, generator=gen, dtype=torch.int32),
+        dtype="int8",
+        granularity=granularity,
+    )
+    packed = quantize_affine(x, qp, dtype, pack=True)
+    expected = dequantize_affine(unpack(packed, dtype, shape), qp)
+    assert torch.equal(dequantize_affine(packed, qp, packed=(dtype, shape)), expected)
+    buffer = torch.full(shape, float("nan"))
+    assert dequantize_affine(packed, qp, packed=(dtype, shape), out=buffer) is buffer
+    assert torch.equal(buffer, expected)

@@ -85,3 +85,17 @@ def test_padded_last_group_is_reduced_over_its_own_elements() -> None:
     x = torch.tensor([1.0, 2.0, 3.0, -5.0, 9.0])
     lo, hi = granule_minmax(x, PerGroup(0, 2), nondivisible="pad")
     assert lo.tolist() == [1.0, -5.0, 9.0] and hi.tolist() == [2.0, 3.0, 9.0]
+
+
+def test_half_precision_minmax_in_blocks_equals_the_direct_reduction() -> None:
+    # Enough rows for several widening blocks and a partial last one; NaN and inf in two rows.
+    for dtype in (torch.bfloat16, torch.float16):
+        x = torch.randn(700, 1000, generator=torch.Generator().manual_seed(3)).to(dtype)
+        x[5, 7] = float("nan")
+        x[650, 0] = float("-inf")
+        lo, hi = granule_minmax(x, PerChannel(0))
+        assert lo.dtype == hi.dtype == dtype
+        ref_lo, ref_hi = torch.amin(x.float(), dim=1).to(dtype), torch.amax(x.float(), dim=1).to(dtype)
+        assert torch.allclose(lo, ref_lo, rtol=0, atol=0, equal_nan=True)
+        assert torch.allclose(hi, ref_hi, rtol=0, atol=0, equal_nan=True)
+        assert lo[5].isnan() and hi[5].isnan() and lo[650] == float("-inf")

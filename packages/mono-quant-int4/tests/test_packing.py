@@ -25,6 +25,7 @@ from mono_quant.core import (
     PerGroup,
     PerTensor,
     QuantDtype,
+    dequantize,
     get_scheme,
     pack,
     packed_shape,
@@ -169,6 +170,41 @@ def test_quantize_with_pack_equals_pack_of_the_codes(
     expected = pack(quantize(x, qp), dtype)
     assert torch.equal(packed, expected)
     assert torch.equal(quantize(x, qp, pack=True), expected)
+
+
+@pytest.mark.parametrize("name", ["int4", "uint4"])
+@pytest.mark.parametrize(
+    ("shape", "granularity"),
+    [
+        ((6, 256), PerGroup(-1, 128)),
+        ((300, 1024), PerGroup(-1, 128)),
+        ((4, 3, 8), PerChannel(0)),
+        ((8, 6), PerChannel(1)),
+        ((5, 7), PerTensor()),
+        ((4,), PerChannel(0)),
+    ],
+    ids=str,
+)
+def test_dequantize_of_the_packed_storage_equals_dequantize_of_the_codes(
+    name: str, shape: tuple[int, ...], granularity: Granularity
+) -> None:
+    """``dequantize(packed, qp, shape=...)`` unpacks inside the loop where the layout allows."""
+    scheme = get_scheme("int4-asymmetric")
+    x = mqst.make_tensor(shape, kind="normal", seed=9)
+    packed, qp = scheme.quantize_tensor(x, name, granularity, pack=True)
+    expected = dequantize(quantize(x, qp), qp)
+    assert torch.equal(dequantize(packed, qp, shape=shape), expected)
+    buffer = torch.full(shape, float("nan"))
+    assert dequantize(packed, qp, shape=torch.Size(shape), out=buffer) is buffer
+    assert torch.equal(buffer, expected)
+
+
+def test_dequantize_of_a_packed_buffer_that_does_not_fit_raises() -> None:
+    scheme = get_scheme("int4-asymmetric")
+    packed, qp = scheme.quantize_tensor(torch.randn(4, 128), "int4", pack=True)
+    expected = r"must be uint8 of shape \(4, 64\); got torch.uint8 of shape \(4, 32\)"
+    with pytest.raises(MonoQuantError, match=expected):
+        dequantize(packed[:, :32], qp, shape=(4, 128))
 
 
 def test_quantize_with_pack_on_a_1d_tensor_per_channel() -> None:

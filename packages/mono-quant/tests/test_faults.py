@@ -272,26 +272,54 @@ def _disk_full_after(monkeypatch, calls):
     monkeypatch.setattr(st, "_write_all", full)
 
 
-@pytest.mark.parametrize("calls", [0, 5])
-def test_a_full_disk_leaves_no_partial_output(ckpt, out_dir, leftovers, monkeypatch, unchanged, calls):
-    _disk_full_after(monkeypatch, calls)
+def _writes(monkeypatch, ckpt, tmp_path):
+    """How many times a successful run calls ``_write_all``, and the first byte of its last write."""
+    import mono_quant.cli._safetensors as st
+
+    real = st._write_all
+    firsts = []
+
+    def spy(f, data):
+        firsts.append(bytes(data[:1]))
+        real(f, data)
+
+    monkeypatch.setattr(st, "_write_all", spy)
+    assert run("quantize", ckpt, "-o", tmp_path / "first.safetensors", "--quiet")[0] == 0
+    monkeypatch.setattr(st, "_write_all", real)
+    return len(firsts), firsts[-1]
+
+
+@pytest.mark.parametrize("point", ["first tensor", "fifth write", "header"])
+def test_a_full_disk_leaves_no_partial_output(
+    ckpt, tmp_path, out_dir, leftovers, monkeypatch, unchanged, point
+):
+    count, last = _writes(monkeypatch, ckpt, tmp_path)
+    assert count > 6 and last == b"{"  # tensors first, then the header into the room left for it
+    _disk_full_after(monkeypatch, {"first tensor": 0, "fifth write": 5, "header": count - 1}[point])
     err = fails_cleanly(
         ["quantize", ckpt, "-o", out_dir / "q.safetensors"], 5, out_dir, leftovers, unchanged(ckpt)
     )
     assert "No space left on device [errno 28]" in err and "Nothing was written" in err
 
 
-def test_a_full_disk_while_assembling_the_file_leaves_no_partial_output(
+def test_a_full_disk_while_assembling_a_file_whose_header_outgrew_its_room_leaves_no_partial_output(
     ckpt, out_dir, leftovers, monkeypatch
 ):
     import mono_quant.cli._safetensors as st
+    import mono_quant.cli._sinks as sinks
+
+    copies = 0
 
     def full(src, dst, size):
+        nonlocal copies
+        copies += 1
         dst.write(b"\0" * 10)
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    monkeypatch.setattr(sinks, "header_reserve", lambda shard, metadata: 16)  # far too small
     monkeypatch.setattr(st, "_copy", full)
-    fails_cleanly(["quantize", ckpt, "-o", out_dir / "q.safetensors"], 5, out_dir, leftovers)
+    err = fails_cleanly(["quantize", ckpt, "-o", out_dir / "q.safetensors"], 5, out_dir, leftovers)
+    assert copies == 1 and "No space left on device [errno 28]" in err
 
 
 def test_a_full_disk_during_force_keeps_the_previous_output(ckpt, out_dir, monkeypatch):

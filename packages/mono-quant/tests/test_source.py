@@ -6,7 +6,9 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
+from mono_quant.cli._checkpoint import same_bits
 from mono_quant.cli._errors import InputError
 from mono_quant.cli._source import open_source, source_from_state_dict
 
@@ -96,3 +98,36 @@ def test_a_missing_path_is_an_input_error(tmp_path):
 def test_state_dict_values_must_be_tensors():
     with pytest.raises(InputError, match="'x' is a int"):
         source_from_state_dict({"x": 3})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_tensors_are_read_as_safetensors_reads_them(ckpt, reuse):
+    shard = open_source(ckpt).shards[0]
+    expected = load_file(ckpt)
+    with shard.open(reuse=reuse) as reader:
+        for info in shard.infos:
+            t = reader.get(info.name)
+            assert (t.dtype, tuple(t.shape)) == (info.dtype, info.shape)
+            assert same_bits(t, expected[info.name]), info.name
+
+
+def test_a_file_cut_short_during_the_run_names_the_tensor(ckpt):
+    shard = open_source(ckpt).shards[0]
+    first, last = shard.infos[0].name, shard.infos[-1].name
+    expected = load_file(ckpt)[first]
+    with shard.open(reuse=True) as reader:
+        ckpt.write_bytes(ckpt.read_bytes()[:-100])  # the same file, shorter: as if rewritten meanwhile
+        assert same_bits(reader.get(first), expected)
+        with pytest.raises(
+            InputError, match=rf"'{last}' in .*model\.safetensors cannot be read .*may have changed"
+        ):
+            reader.get(last)
+        with pytest.raises(InputError, match=r"'ghost' is no longer in .*model\.safetensors"):
+            reader.get("ghost")
+
+
+def test_a_file_damaged_after_its_headers_were_read_is_refused_when_opened(ckpt):
+    shard = open_source(ckpt).shards[0]
+    ckpt.write_bytes(ckpt.read_bytes()[:-100])
+    with pytest.raises(InputError, match="not a readable safetensors file"), shard.open():
+        pass

@@ -10,12 +10,15 @@ from mono_quant.core._dtypes import QuantDtype
 from mono_quant.core._errors import CastOverflowError, NonFiniteError, QParamsError
 from mono_quant.core._granularity import PerChannel, PerGroup, PerTensor
 from mono_quant.core._granules import GranuleLayout
-from mono_quant.core._kernels import dequantize_rows, quantize_rows
+from mono_quant.core._kernels import dequantize_rows, error_energies_rows, quantize_rows
+from mono_quant.core._packing import nibble_fast_path, packed_shape
 from mono_quant.core._packing import pack as pack_codes
+from mono_quant.core._packing import unpack as unpack_codes
 from mono_quant.core._profile import Profile
 from mono_quant.core._qparams import QParams
 
 __all__ = [
+    "affine_error_energies",
     "asymmetric_qparams",
     "check_finite",
     "dequantize_affine",
@@ -219,7 +222,7 @@ def quantize_affine(
     return pack_codes(codes, dtype) if pack else codes
 
 
-def _nibbles_along_rows(x: torch.Tensor, layout: GranuleLayout, dtype: QuantDtype) -> bool:
+def _nibbles_along_rows(x: torch.Tensor | torch.Size, layout: GranuleLayout, dtype: QuantDtype) -> bool:
     """Whether codes can be packed two per byte inside the quantize loop.
 
     True when the dtype packs two 4-bit codes per uint8 low-first along the last
@@ -227,15 +230,16 @@ def _nibbles_along_rows(x: torch.Tensor, layout: GranuleLayout, dtype: QuantDtyp
     so byte pairs never straddle a row of the original tensor.
     """
     p = dtype.packing
-    if p is None or (p.bits, p.per_container, p.container, p.order) != (4, 2, "uint8", "low_first"):
+    if p is None or not nibble_fast_path(p):
         return False
-    if x.dim() == 0 or p.axis not in (-1, x.dim() - 1) or x.shape[-1] % 2 or layout.padded:
+    shape = tuple(x.shape) if isinstance(x, torch.Tensor) else tuple(x)
+    if not shape or p.axis not in (-1, len(shape) - 1) or shape[-1] % 2 or layout.padded:
         return False
-    if (x.numel() // max(1, math.prod(layout.qparam_shape))) % 2:
+    if (math.prod(shape) // max(1, math.prod(layout.qparam_shape))) % 2:
         return False  # odd rows (e.g. 1-D per channel): a byte would straddle two rows
     g = layout.granularity
     in_order = isinstance(g, PerTensor) or (isinstance(g, PerChannel) and g.axis == 0)
-    in_order = in_order or (isinstance(g, PerGroup) and g.axis == x.dim() - 1 and g.group_size % 2 == 0)
+    in_order = in_order or (isinstance(g, PerGroup) and g.axis == len(shape) - 1 and g.group_size % 2 == 0)
     return in_order
 
 
@@ -246,14 +250,23 @@ def dequantize_affine(
     out_dtype: torch.dtype = torch.float32,
     name: str | None = None,
     out: torch.Tensor | None = None,
+    packed: tuple[QuantDtype, tuple[int, ...]] | None = None,
 ) -> torch.Tensor:
     """``(q - zero_point) * scale`` in float32, cast to ``out_dtype``.
 
     With ``out`` (a tensor of ``q``'s shape and ``out_dtype``), the result is
     written there and ``out`` is returned: reusing one buffer avoids the page
-    faults of a fresh allocation, which cost more than the arithmetic.
+    faults of a fresh allocation, which cost more than the arithmetic. With
+    ``packed=(dtype, shape)``, ``q`` is ``dtype``'s packed storage of codes of
+    ``shape``; nibbles packed along the rows are unpacked inside the loop.
     """
     assert qparams.scale is not None and qparams.zero_point is not None
+    if packed is not None and packed[0].packing is not None:
+        dtype, shape = packed
+        fused = _dequantize_nibbles(q, qparams, dtype, shape, out_dtype, name, out)
+        if fused is not None:
+            return fused
+        q = unpack_codes(q, dtype, shape)
     layout = _layout(tuple(q.shape), qparams, "codes", name)
     if out is not None and (
         tuple(out.shape) != tuple(q.shape) or out.dtype != out_dtype or out.device != q.device
@@ -279,6 +292,55 @@ def dequantize_affine(
     if out is None:
         return full.to(out_dtype)
     return out.copy_(full)
+
+
+def affine_error_energies(
+    x: torch.Tensor, codes: torch.Tensor, qparams: QParams, *, name: str | None = None
+) -> tuple[float, float] | None:
+    """``(sum(x**2), sum((x - dequantize(codes))**2))`` in row blocks, or ``None``.
+
+    ``None`` when the codes are int32 (their difference needs int64) or the
+    rows are not a view of ``codes`` (the caller then dequantizes in full).
+    """
+    assert qparams.scale is not None and qparams.zero_point is not None
+    layout = _layout(tuple(codes.shape), qparams, "codes", name)
+    if codes.dtype == torch.int32 or not _in_order(layout) or not codes.is_contiguous():
+        return None
+    scale = layout.qparams_to_rows(qparams.scale.to(codes.device))
+    zero_point = layout.qparams_to_rows(qparams.zero_point.to(codes.device))
+    return error_energies_rows(layout.to_rows(x), layout.to_rows(codes), scale, zero_point)
+
+
+def _dequantize_nibbles(
+    packed: torch.Tensor,
+    qparams: QParams,
+    dtype: QuantDtype,
+    shape: tuple[int, ...],
+    out_dtype: torch.dtype,
+    name: str | None,
+    out: torch.Tensor | None,
+) -> torch.Tensor | None:
+    """Unpack and dequantize in one loop, or ``None`` when the layout does not allow it."""
+    assert qparams.scale is not None and qparams.zero_point is not None and dtype.packing is not None
+    layout = _layout(shape, qparams, "codes", name)
+    if not _nibbles_along_rows(torch.Size(shape), layout, dtype) or out_dtype != torch.float32:
+        return None
+    expected = packed_shape(shape, dtype)
+    if tuple(packed.shape) != expected or packed.dtype != torch.uint8:
+        return None  # unpack() raises the precise error
+    if out is None:
+        out = torch.empty(shape, dtype=torch.float32, device=packed.device)
+    elif tuple(out.shape) != shape or out.dtype != torch.float32 or not out.is_contiguous():
+        raise QParamsError(
+            f"out must be a contiguous float32 tensor of shape {shape} on {packed.device}; got "
+            f"{out.dtype} of shape {tuple(out.shape)}."
+        )
+    n_rows = math.prod(layout.qparam_shape)
+    rows = packed.contiguous().view(n_rows, -1)
+    scale = layout.qparams_to_rows(qparams.scale.to(packed.device))
+    zero_point = layout.qparams_to_rows(qparams.zero_point.to(packed.device))
+    dequantize_rows(rows, scale, zero_point, out.view(n_rows, -1), pack_offset=dtype.packing.offset)
+    return out
 
 
 def _in_order(layout: GranuleLayout) -> bool:

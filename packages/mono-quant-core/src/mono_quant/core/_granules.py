@@ -13,6 +13,7 @@ from mono_quant.core._granularity import (
     PerGroup,
     PerTensor,
 )
+from mono_quant.core._kernels import minmax_rows
 
 __all__ = ["GranuleLayout", "granule_minmax"]
 
@@ -115,8 +116,5 @@ def granule_minmax(
     ([-2.0, 3.0], [1.0, 4.0])
     """
     layout = GranuleLayout.of(tuple(x.shape), granularity, nondivisible=nondivisible, name=name)
-    rows = layout.to_rows(x)
-    # amin then amax: two passes, but torch.aminmax(dim=...) is several times
-    # slower than both together on CPU (torch 2.13).
-    lo, hi = torch.amin(rows, dim=1), torch.amax(rows, dim=1)
+    lo, hi = minmax_rows(layout.to_rows(x))
     return layout.rows_to_qparams(lo), layout.rows_to_qparams(hi)

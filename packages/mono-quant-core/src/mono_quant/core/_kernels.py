@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["BLOCK_ELEMENTS", "dequantize_rows", "quantize_rows"]
+__all__ = [
+    "BLOCK_ELEMENTS",
+    "dequantize_rows",
+    "error_energies_rows",
+    "minmax_rows",
+    "pack_nibbles",
+    "quantize_rows",
+    "unpack_nibbles",
+]
 
 #: About 1 MiB of float32: a block stays in a core's L2 cache.
 BLOCK_ELEMENTS = 1 << 18
@@ -20,6 +28,30 @@ BLOCK_ELEMENTS = 1 << 18
 
 def _block_rows(row_length: int) -> int:
     return max(1, BLOCK_ELEMENTS // max(1, row_length))
+
+
+def minmax_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row minimum and maximum of ``rows``, in its dtype.
+
+    ``amin`` then ``amax``: torch.aminmax(dim=...) is several times slower than
+    both together on CPU (torch 2.13). Half-precision rows are widened to float32
+    block by block first (exact, and order-preserving, so the min and max are
+    the same values): CPU reductions over bfloat16/float16 are slow kernels.
+    """
+    if rows.dtype not in (torch.bfloat16, torch.float16):
+        return torch.amin(rows, dim=1), torch.amax(rows, dim=1)
+    n_rows, length = rows.shape
+    step = _block_rows(length)
+    buf = torch.empty((min(step, n_rows), length), dtype=torch.float32, device=rows.device)
+    lo = torch.empty(n_rows, dtype=torch.float32, device=rows.device)
+    hi = torch.empty(n_rows, dtype=torch.float32, device=rows.device)
+    for start in range(0, n_rows, step):
+        stop = min(start + step, n_rows)
+        b = buf[: stop - start]
+        b.copy_(rows[start:stop])
+        torch.amin(b, dim=1, out=lo[start:stop])
+        torch.amax(b, dim=1, out=hi[start:stop])
+    return lo.to(rows.dtype), hi.to(rows.dtype)
 
 
 def quantize_rows(
@@ -46,10 +78,18 @@ def quantize_rows(
     """
     n_rows, length = rows.shape
     step = _block_rows(length)
-    buf = torch.empty((min(step, n_rows), length), dtype=compute, device=rows.device)
+    size = (min(step, n_rows), length)
+    buf = torch.empty(size, dtype=compute, device=rows.device)
     inv = 1.0 / scale.to(compute)
-    zp = zero_point.to(compute)
     lo, hi = bounds
+    if pack_offset is not None:
+        # Store code + offset (0..15): fold the offset into the zero-point and bounds.
+        zero_point = zero_point + pack_offset
+        lo, hi = lo + pack_offset, hi + pack_offset
+        nibbles = torch.empty(size, dtype=torch.uint8, device=rows.device)
+        pairs = torch.empty((size[0], length // 2), dtype=torch.int16, device=rows.device)
+    zp = zero_point.to(compute)
+    add_zero_point = bool(zp.any())  # symmetric signed: all zero, skip the add
     same = rows.dtype == compute
     for start in range(0, n_rows, step):
         stop = min(start + step, n_rows)
@@ -62,18 +102,46 @@ def quantize_rows(
         torch.round(b, out=b)
         if check_finite and not bool(torch.isfinite(b).all()):
             return False
-        b.add_(zp[start:stop])
+        if add_zero_point:
+            b.add_(zp[start:stop])
         b.clamp_(lo, hi)
         if pack_offset is None:
             out[start:stop].copy_(b)
         else:
-            # (q0 + o) + 16 * (q1 + o): exact in float, then one cast to uint8.
-            pair = b.view(stop - start, length // 2, 2)
-            first = pair[..., 0]
-            first.add_(pair[..., 1], alpha=16)
-            first.add_(17 * pack_offset)
-            out[start:stop].copy_(first)
+            n = nibbles[: stop - start]
+            n.copy_(b)
+            pack_nibbles(n, pairs[: stop - start], out[start:stop])
     return True
+
+
+def pack_nibbles(nibbles: torch.Tensor, scratch: torch.Tensor, out: torch.Tensor) -> None:
+    """Pack contiguous uint8 values 0..15 two per byte, the first in the low nibble.
+
+    Each pair of bytes read as one little-endian int16 is ``w = c0 + 256 * c1``;
+    ``w | (w >> 4)`` has ``c0 + 16 * c1`` in its low byte, which the cast to uint8
+    keeps. All contiguous, so no strided pass. Every tensor is contiguous;
+    ``scratch`` is int16 with ``out``'s element count.
+    """
+    w = nibbles.reshape(-1).view(torch.int16)
+    flat = scratch.view(-1)
+    torch.bitwise_right_shift(w, 4, out=flat)
+    flat.bitwise_or_(w)
+    out.view(-1).copy_(flat)
+
+
+def unpack_nibbles(packed: torch.Tensor, scratch: torch.Tensor, out: torch.Tensor) -> None:
+    """Inverse of :func:`pack_nibbles`: ``out`` (8-bit, twice ``packed``'s last axis) gets 0..15.
+
+    ``p = 16 * c1 + c0`` widened to int16: ``(p | (p << 4)) & 0x0F0F`` has ``c0``
+    in its low byte and ``c1`` in its high byte, which are ``out``'s two bytes.
+    Every tensor is contiguous; ``scratch`` is int16 with ``packed``'s element count.
+    """
+    flat = scratch.view(-1)
+    flat.copy_(packed.reshape(-1))
+    wide = out.view(-1).view(torch.int16)
+    torch.bitwise_left_shift(flat, 4, out=wide)
+    wide.bitwise_or_(flat)
+    wide.bitwise_and_(0x0F0F)
 
 
 def dequantize_rows(
@@ -81,18 +149,66 @@ def dequantize_rows(
     scale: torch.Tensor,
     zero_point: torch.Tensor,
     out: torch.Tensor,
+    *,
+    pack_offset: int | None = None,
 ) -> None:
     """``out = (rows - zero_point) * scale`` per row, in float32.
 
     Codes and zero-points of up to 16 bits are exact in float32, and so is their
-    difference, so this equals widening to int32 before subtracting.
+    difference, so this equals widening to int32 before subtracting. With
+    ``pack_offset``, ``rows`` is contiguous uint8 holding two codes per byte
+    (:func:`pack_nibbles`, each stored ``+pack_offset``), unpacked block by block.
     """
-    n_rows, length = rows.shape
+    n_rows, length = out.shape
     step = _block_rows(length)
+    if pack_offset is not None:
+        zero_point = zero_point + pack_offset
+        nibbles = torch.empty((min(step, n_rows), length), dtype=torch.uint8, device=out.device)
+        scratch = torch.empty((min(step, n_rows), length // 2), dtype=torch.int16, device=out.device)
     zp = zero_point.to(torch.float32)
     for start in range(0, n_rows, step):
         stop = min(start + step, n_rows)
         o = out[start:stop]
-        o.copy_(rows[start:stop])
+        src = rows[start:stop]
+        if pack_offset is not None:
+            src = nibbles[: stop - start]
+            unpack_nibbles(rows[start:stop], scratch[: stop - start], src)
+        o.copy_(src)
         o.sub_(zp[start:stop])
         o.mul_(scale[start:stop])
+
+
+def error_energies_rows(
+    rows: torch.Tensor,
+    codes: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+) -> tuple[float, float]:
+    """``(sum(x**2), sum((x - x_hat)**2))`` of ``rows`` against the dequantized ``codes``.
+
+    ``x_hat`` is :func:`dequantize_rows`'s float32 result and ``x`` is taken in
+    float32, block by block: no full-size temporary. Each block's sums are float32
+    dot products, accumulated across blocks in float64.
+    """
+    n_rows, length = rows.shape
+    step = _block_rows(length)
+    size = (min(step, n_rows), length)
+    hat = torch.empty(size, dtype=torch.float32, device=rows.device)
+    direct = rows.dtype == torch.float32 and rows.is_contiguous()
+    wide = None if direct else torch.empty(size, dtype=torch.float32, device=rows.device)
+    zp = zero_point.to(torch.float32)
+    signal = 0.0
+    noise = 0.0
+    for start in range(0, n_rows, step):
+        stop = min(start + step, n_rows)
+        h = hat[: stop - start]
+        h.copy_(codes[start:stop])
+        h.sub_(zp[start:stop])
+        h.mul_(scale[start:stop])
+        a = rows[start:stop] if wide is None else wide[: stop - start].copy_(rows[start:stop])
+        flat = a.reshape(-1)
+        signal += float(torch.dot(flat, flat))
+        h.sub_(a)
+        d = h.reshape(-1)
+        noise += float(torch.dot(d, d))
+    return signal, noise

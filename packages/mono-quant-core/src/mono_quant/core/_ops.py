@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import torch
 
-from mono_quant.core._affine import cast_to_float_target, dequantize_affine, quantize_affine
+from mono_quant.core._affine import (
+    affine_error_energies,
+    cast_to_float_target,
+    dequantize_affine,
+    quantize_affine,
+)
+from mono_quant.core._errors import QParamsError
 from mono_quant.core._packing import pack as pack_codes
+from mono_quant.core._packing import unpack as unpack_codes
 from mono_quant.core._qparams import QParams
 from mono_quant.core._registry import get_dtype, get_scheme
 from mono_quant.core._scheme import check_input
 
-__all__ = ["dequantize", "quantize"]
+__all__ = ["dequantize", "quantization_error", "quantize"]
+
+#: Elements per chunk when the error is summed over a full reconstruction.
+_CHUNK = 1 << 18
 
 
 def quantize(
@@ -44,11 +54,16 @@ def dequantize(
     dtype: torch.dtype = torch.float32,
     name: str | None = None,
     out: torch.Tensor | None = None,
+    shape: tuple[int, ...] | torch.Size | None = None,
 ) -> torch.Tensor:
     """Floats back from codes: ``(q - zero_point) * scale`` for affine qparams.
 
-    ``out`` (``q``'s shape, ``dtype``) receives the result and is returned; reusing
+    ``out`` (the codes' shape, ``dtype``) receives the result and is returned; reusing
     one buffer across calls avoids the cost of allocating a fresh output.
+    ``shape`` says ``q`` is the packed storage (what ``quantize(..., pack=True)``
+    returns) of codes of that shape: the result has ``shape``, and 4-bit codes
+    packed along the rows are unpacked inside the dequantize loop, without a
+    full-size codes tensor.
 
     >>> import torch
     >>> from mono_quant.core import QParams
@@ -56,9 +71,65 @@ def dequantize(
     >>> dequantize(torch.tensor([1, 3, 0], dtype=torch.int8), qp).tolist()
     [0.0, 1.0, -0.5]
     """
+    if shape is not None:
+        shape = tuple(int(s) for s in shape)
+        qd = get_dtype(qparams.dtype)
+        if qd.packing is None:
+            if tuple(q.shape) != shape:
+                label = f"{name!r}" if name else "the codes"
+                raise QParamsError(
+                    f"{label} have shape {tuple(q.shape)}, but shape={shape} was given and "
+                    f"{qd.name!r} is not packed: pass the codes of that shape."
+                )
+        elif qparams.is_float or not qparams.affine:
+            q = unpack_codes(q, qd, shape)
+        else:
+            return dequantize_affine(q, qparams, out_dtype=dtype, name=name, out=out, packed=(qd, shape))
     if qparams.is_float:
         return q.to(dtype) if out is None else out.copy_(q)
     if qparams.affine:
         return dequantize_affine(q, qparams, out_dtype=dtype, name=name, out=out)
     result = get_scheme(qparams.scheme).dequantize(q, qparams, dtype=dtype, name=name)
     return result if out is None else out.copy_(result)
+
+
+def quantization_error(
+    x: torch.Tensor, codes: torch.Tensor, qparams: QParams, *, name: str | None = None
+) -> tuple[float, float]:
+    """Signal and noise energies of a quantization: ``(sum(x**2), sum((x - x_hat)**2))``.
+
+    ``x_hat`` is ``dequantize(codes, qparams)`` in float32 and ``x`` is taken in
+    float32; the sums are float32 dot products over blocks, accumulated in
+    float64. Affine codes are dequantized block by block, so no full-size
+    reconstruction is allocated. ``10 * log10(signal / noise)`` is the SQNR in dB.
+    A shape mismatch between ``x`` and ``codes`` raises :class:`QParamsError`.
+
+    >>> import torch
+    >>> from mono_quant.core import QParams
+    >>> qp = QParams(torch.tensor(0.5), torch.tensor(0, dtype=torch.int32), dtype="int8")
+    >>> x = torch.tensor([1.0, 0.2])
+    >>> signal, noise = quantization_error(x, quantize(x, qp), qp)
+    >>> round(signal, 6), round(noise, 6)  # 0.2 quantizes to 0.0
+    (1.04, 0.04)
+    """
+    check_input(x, name=name)
+    if tuple(codes.shape) != tuple(x.shape):
+        label = f"{name!r}" if name else "the input tensor"
+        raise QParamsError(
+            f"codes must have the shape of {label} (unpacked): expected {tuple(x.shape)}, "
+            f"got {tuple(codes.shape)}. Unpack packed codes first."
+        )
+    if qparams.affine and not qparams.is_float:
+        energies = affine_error_energies(x, codes, qparams, name=name)
+        if energies is not None:
+            return energies
+    x_hat = dequantize(codes, qparams, dtype=torch.float32, name=name).reshape(-1)
+    flat = x.reshape(-1)
+    signal = 0.0
+    noise = 0.0
+    for start in range(0, flat.numel(), _CHUNK):
+        a = flat[start : start + _CHUNK].to(torch.float32)
+        signal += float(torch.dot(a, a))
+        d = a - x_hat[start : start + _CHUNK]
+        noise += float(torch.dot(d, d))
+    return signal, noise

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
-from mono_quant.core._dtypes import QuantDtype
+from mono_quant.core._dtypes import Packing, QuantDtype
 from mono_quant.core._errors import MonoQuantError
 from mono_quant.core._granularity import normalize_axis
+from mono_quant.core._kernels import pack_nibbles, unpack_nibbles
 
-__all__ = ["pack", "packed_shape", "unpack"]
+__all__ = ["nibble_fast_path", "pack", "packed_shape", "unpack"]
 
 _CONTAINER = {"uint8": torch.uint8, "int16": torch.int16, "int32": torch.int32}
 _WIDTH = {"uint8": 8, "int16": 16, "int32": 32}
+
+
+def nibble_fast_path(p: Packing) -> bool:
+    """Whether ``p`` is two 4-bit codes per uint8, low nibble first, on a little-endian host.
+
+    Those layouts pack and unpack with int16 arithmetic on contiguous memory
+    (:func:`~mono_quant.core._kernels.pack_nibbles`).
+    """
+    return (p.bits, p.per_container, p.container, p.order) == (4, 2, "uint8", "low_first") and (
+        sys.byteorder == "little"
+    )
 
 
 def packed_shape(shape: tuple[int, ...], dtype: QuantDtype) -> tuple[int, ...]:
@@ -49,8 +63,14 @@ def pack(codes: torch.Tensor, dtype: QuantDtype) -> torch.Tensor:
         raise MonoQuantError(f"cannot pack a 0-d tensor of {dtype.name!r} codes; reshape it to 1-d.")
     assert dtype.qmin is not None and dtype.qmax is not None
     last = p.axis in (-1, codes.dim() - 1)
+    if last and nibble_fast_path(p) and codes.shape[-1] % 2 == 0:
+        stored = (codes + p.offset).contiguous()
+        stored = stored.view(torch.uint8) if stored.dtype == torch.int8 else stored.to(torch.uint8)
+        out = torch.empty(*codes.shape[:-1], codes.shape[-1] // 2, dtype=torch.uint8, device=codes.device)
+        pack_nibbles(stored, torch.empty(out.shape, dtype=torch.int16, device=codes.device), out)
+        return out
     if last and (p.bits, p.per_container, p.container) == (4, 2, "uint8") and codes.shape[-1] % 2 == 0:
-        # Fast path: byte arithmetic on half-size views (<< wraps in two's complement).
+        # Byte arithmetic on half-size views (<< wraps in two's complement).
         pair = codes.reshape(*codes.shape[:-1], codes.shape[-1] // 2, 2)
         first, second = pair[..., 0] + p.offset, pair[..., 1] + p.offset
         if p.order == "high_first":
@@ -94,8 +114,15 @@ def unpack(packed: torch.Tensor, dtype: QuantDtype, shape: tuple[int, ...]) -> t
             f"{expected}; got {packed.dtype} of shape {tuple(packed.shape)}."
         )
     last = p.axis in (-1, len(shape) - 1)
+    if last and nibble_fast_path(p) and dtype.torch_dtype in (torch.int8, torch.uint8):
+        n = shape[-1]
+        codes = torch.empty(*shape[:-1], packed.shape[-1] * 2, dtype=dtype.torch_dtype, device=packed.device)
+        unpack_nibbles(packed, torch.empty(packed.shape, dtype=torch.int16, device=packed.device), codes)
+        if p.offset:
+            codes.sub_(p.offset)
+        return codes[..., :n].contiguous() if n % 2 else codes
     if last and (p.bits, p.per_container, p.container) == (4, 2, "uint8"):
-        # Fast path: two byte ops into strided halves of the output, no int64.
+        # Two byte ops into strided halves of the output, no int64.
         n = shape[-1]
         codes = torch.empty(*shape[:-1], packed.shape[-1] * 2, dtype=dtype.torch_dtype, device=packed.device)
         first, second = (codes[..., 0::2], codes[..., 1::2])

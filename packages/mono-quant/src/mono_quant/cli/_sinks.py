@@ -15,11 +15,38 @@ from mono_quant.cli._safetensors import StreamingWriter
 from mono_quant.cli._source import Shard, Source
 from mono_quant.cli._tensor import QuantizedTensor
 
-__all__ = ["FileSink", "MemorySink"]
+__all__ = ["FileSink", "MemorySink", "header_reserve"]
+
+
+#: Header bytes budgeted per input tensor, besides its name and dimensions: up to four
+#: stored tensors (codes, scale, zero-point, shape), each an entry with dtype and offsets...
+_ENTRY_BYTES = 96
+#: ... and one metadata entry (native format: shape, dtypes and QParams metadata, as JSON).
+_METADATA_BYTES = 1024
+#: Bytes budgeted per dimension (up to 20 digits and a comma), in each entry.
+_DIM_BYTES = 21
+
+
+def header_reserve(shard: Shard, metadata: dict[str, str]) -> int:
+    """Header bytes to reserve for the output file of ``shard``: a generous bound for the built-in formats.
+
+    Stored names are the input name plus a suffix (``::codes``, ``_packed``, ...).
+    Too small is never wrong, only slower: :class:`StreamingWriter` then writes
+    the file again behind a header of the right size.
+    """
+    total = len(json.dumps({"__metadata__": metadata}, separators=(",", ":")))
+    for info in shard.infos:
+        name = len(json.dumps(info.name)) + 16
+        dims = _DIM_BYTES * len(info.shape)
+        total += 4 * (name + _ENTRY_BYTES + dims) + name + _METADATA_BYTES + dims
+    return total
 
 
 class MemorySink:
     """Collects ``name -> QuantizedTensor | Tensor`` (tensors are kept by reference, not copied)."""
+
+    #: Input tensors are kept, so each must be read into its own memory.
+    retains_inputs = True
 
     def __init__(self) -> None:
         self.entries: dict[str, QuantizedTensor | torch.Tensor] = {}
@@ -52,6 +79,9 @@ class FileSink:
     compressed-tensors, ``config.json`` with the ``quantization_config`` block.
     """
 
+    #: Every tensor is written before ``copy``/``quantized`` return, so inputs may share one buffer.
+    retains_inputs = False
+
     def __init__(
         self,
         root: Path,
@@ -82,7 +112,11 @@ class FileSink:
         """Open the writer of this shard's output file."""
         # A single file written into a folder (compressed-tensors) takes the usual name.
         name = shard.name if self.source.kind == "folder" else "model.safetensors"
-        self._writer = StreamingWriter(self.root / name if self.folder else self.root, self.metadata)
+        self._writer = StreamingWriter(
+            self.root / name if self.folder else self.root,
+            self.metadata,
+            reserve=header_reserve(shard, self.metadata),
+        )
         self._shard = name
 
     def _add(self, name: str, tensor: torch.Tensor) -> int:

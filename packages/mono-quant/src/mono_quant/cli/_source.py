@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import re
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 
 from mono_quant.cli._errors import InputError
-from mono_quant.cli._safetensors import dtype_from_name, read_safetensors
+from mono_quant.cli._safetensors import dtype_from_name, read_entries, read_safetensors, read_tensor
 
 __all__ = ["Shard", "Source", "TensorInfo", "open_source", "source_from_state_dict"]
 
@@ -46,19 +47,34 @@ class _Reader:
 
 
 class _SafetensorsReader(_Reader):
-    def __init__(self, handle: Any, path: Path) -> None:
-        self._handle = handle
+    """Reads tensors with plain reads into tensor memory: nothing of the file stays mapped.
+
+    With ``reuse`` every tensor is read into one buffer sized for the file's
+    largest tensor, so the result of :meth:`get` is only valid until the next
+    ``get``; without it each tensor is a fresh allocation the caller may keep.
+    """
+
+    def __init__(self, file: io.FileIO, path: Path, *, reuse: bool) -> None:
+        self._file = file
         self._path = path
+        self._entries = read_entries(file, path)
+        self._reuse = reuse
+        self._buffer: torch.Tensor | None = None
 
     def get(self, name: str) -> torch.Tensor:
-        try:
-            t: torch.Tensor = self._handle.get_tensor(name)
-        except Exception as exc:
+        """Tensor ``name``; raises :class:`InputError` if it is missing, damaged or cut short."""
+        entry = self._entries.get(name)
+        if entry is None:
             raise InputError(
-                f"{name!r} in {self._path} cannot be read ({' '.join(str(exc).split())}); the file may "
-                f"have changed during the run or be damaged."
-            ) from exc
-        return t
+                f"{name!r} is no longer in {self._path}; the file may have changed during the run or be "
+                f"damaged."
+            )
+        if not self._reuse:
+            return read_tensor(self._file, name, entry, self._path)
+        if self._buffer is None:
+            largest = max(e.nbytes for e in self._entries.values())
+            self._buffer = torch.empty(largest, dtype=torch.uint8)
+        return read_tensor(self._file, name, entry, self._path, buffer=self._buffer)
 
 
 class _DictReader(_Reader):
@@ -80,14 +96,26 @@ class Shard:
     tensors: Mapping[str, torch.Tensor] | None = None
 
     @contextmanager
-    def open(self) -> Iterator[_Reader]:
-        """A reader for this shard's tensors; one tensor is loaded per ``get``."""
+    def open(self, *, reuse: bool = False) -> Iterator[_Reader]:
+        """A reader for this shard's tensors; one tensor is loaded per ``get``.
+
+        ``reuse=True`` lets a file's reader read every tensor into one buffer:
+        for callers that are done with each tensor before asking for the next
+        (a tensor of an in-memory dict is returned as is either way). Raises
+        :class:`InputError` if the file no longer opens as safetensors.
+        """
         if self.tensors is not None:
             yield _DictReader(self.tensors)
             return
         assert self.path is not None
-        with read_safetensors(self.path) as handle:
-            yield _SafetensorsReader(handle, self.path)
+        with read_safetensors(self.path):  # checks the header and that the data covers the file
+            pass
+        try:
+            file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise InputError(f"{self.path} cannot be opened ({exc.strerror or exc}).") from exc
+        with file:
+            yield _SafetensorsReader(file, self.path, reuse=reuse)
 
 
 @dataclass

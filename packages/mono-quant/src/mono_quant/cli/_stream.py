@@ -19,6 +19,11 @@ __all__ = ["Sink", "run"]
 class Sink(Protocol):
     """Where the loop's output goes: a file writer or an in-memory dict."""
 
+    #: Whether the sink keeps the tensors it is given (or views of them) after ``copy``
+    #: returns. If it does, each input tensor is a fresh allocation; if not, the loop
+    #: reads every tensor of a file into one reused buffer.
+    retains_inputs: bool
+
     def begin_shard(self, shard: Shard) -> None:
         """A new input shard starts."""
 
@@ -35,17 +40,19 @@ class Sink(Protocol):
 def run(source: Source, plan: Plan, sink: Sink, *, progress: Progress | None = None) -> list[TensorReport]:
     """Quantize or copy every tensor of ``source`` into ``sink``, one tensor in memory at a time.
 
-    Errors propagate as raised (core errors name the tensor); the caller's
-    atomic output removes anything partial.
+    Unless ``sink.retains_inputs``, the tensors of a file are read into one
+    reused buffer, so each must be done with before the next is read. Errors
+    propagate as raised (core errors name the tensor); the caller's atomic
+    output removes anything partial.
     """
     reports: list[TensorReport] = []
     for shard in source.shards:
         sink.begin_shard(shard)
-        with shard.open() as reader:
+        with shard.open(reuse=not sink.retains_inputs) as reader:
             for info in shard.infos:
                 tensor = reader.get(info.name)
                 reports.append(_one(info, tensor, plan, sink))
-                del tensor  # only one input tensor is alive at a time
+                del tensor  # only one input tensor is alive at a time (the next read may reuse its memory)
                 if progress is not None:
                     progress.update(info.nbytes)
         sink.end_shard()

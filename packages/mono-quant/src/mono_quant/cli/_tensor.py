@@ -17,11 +17,10 @@ from mono_quant.core import (
     dequantize,
     pack,
     packed_shape,
+    quantization_error,
 )
 
 __all__ = ["QuantizedTensor", "quantize_tensor", "sqnr_db"]
-
-_CHUNK = 1 << 20  # elements per chunk when summing energies
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,30 +86,18 @@ def quantize_tensor(
 ) -> tuple[QuantizedTensor, float, float]:
     """Quantize ``x``; return it with the signal and noise energies (sums of squares).
 
-    The energies compare ``x`` with its float32 reconstruction, summed in float32
-    chunks and accumulated in float64, so no full-size float64 copy is made;
-    :func:`sqnr_db` turns them into decibels. Non-finite energies (a scheme that
+    The energies compare ``x`` with its float32 reconstruction
+    (:func:`~mono_quant.core.quantization_error`: block by block, no full-size
+    reconstruction); :func:`sqnr_db` turns them into decibels. Non-finite energies (a scheme that
     let NaN/inf through) raise :class:`~mono_quant.core.NonFiniteError`.
     """
     codes, qp = scheme.quantize_tensor(x, dtype, granularity, name=name)
     qt = QuantizedTensor(codes, qp, dtype, x.dtype)
-    signal, noise = _energies(x, dequantize(codes, qp, dtype=torch.float32, name=name))
+    signal, noise = quantization_error(x, codes, qp, name=name)
     if not (math.isfinite(signal) and math.isfinite(noise)):
         check_finite(x, name=name)
         raise NonFiniteError(f"{name!r}: the quantization error is not finite; the values are too large.")
     return qt, signal, noise
-
-
-def _energies(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[float, float]:
-    flat, flat_hat = x.reshape(-1), x_hat.reshape(-1)
-    signal = 0.0
-    noise = 0.0
-    for start in range(0, flat.numel(), _CHUNK):
-        a = flat[start : start + _CHUNK].to(torch.float32)
-        signal += float(torch.dot(a, a))
-        d = a - flat_hat[start : start + _CHUNK]
-        noise += float(torch.dot(d, d))
-    return signal, noise
 
 
 def sqnr_db(signal: float, noise: float) -> float:

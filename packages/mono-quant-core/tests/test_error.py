@@ -1,0 +1,93 @@
+"""quantization_error: signal and noise energies without a full-size reconstruction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mono_quant.core import (
+    PerChannel,
+    PerGroup,
+    PerTensor,
+    QParams,
+    QParamsError,
+    Scheme,
+    dequantize,
+    quantization_error,
+)
+from mono_quant.core._granularity import Granularity
+from mono_quant.core._kernels import BLOCK_ELEMENTS
+
+
+def _reference(x: torch.Tensor, codes: torch.Tensor, qp: QParams) -> tuple[float, float]:
+    """The definition, in float64 over a full reconstruction."""
+    a = x.to(torch.float32).double()
+    d = a - dequantize(codes, qp, dtype=torch.float32).double()
+    return float((a * a).sum()), float((d * d).sum())
+
+
+CASES: list[tuple[tuple[int, ...], Granularity, str]] = [
+    ((300, 1000), PerChannel(0), "int8"),  # several row blocks, a partial last one
+    ((64, 96), PerChannel(1), "uint8"),  # rows are not a view: the full path
+    ((8, 3000), PerGroup(1, 128), "int4"),  # padded last group: the full path
+    ((16, 256), PerGroup(1, 32), "uint4"),
+    ((5, 7, 11), PerTensor(), "int16"),
+    ((40, 50), PerChannel(0), "int32"),  # int32 codes widen to int64: the full path
+]
+
+
+@pytest.mark.parametrize(("shape", "granularity", "dtype"), CASES)
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_energies_match_a_float64_sum_over_the_full_reconstruction(
+    asym: Scheme, shape: tuple[int, ...], granularity: Granularity, dtype: str, x_dtype: torch.dtype
+) -> None:
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.randn(shape, generator=gen) * 3).to(x_dtype)
+    scheme = asym.configure(nondivisible="pad")
+    codes, qp = scheme.quantize_tensor(x, dtype, granularity)
+    signal, noise = quantization_error(x, codes, qp)
+    ref_signal, ref_noise = _reference(x, codes, qp)
+    assert signal == pytest.approx(ref_signal, rel=1e-5)
+    assert noise == pytest.approx(ref_noise, rel=1e-4)
+    if dtype != "int32":  # int32 codes can hold half-precision input exactly
+        assert noise > 0
+
+
+def test_blocks_cover_every_row_exactly_once(asym: Scheme) -> None:
+    # Rows longer than one block and a row count that leaves a partial block.
+    rows = 2 * (BLOCK_ELEMENTS // 1000) + 3
+    x = torch.ones(rows, 1000)
+    x[:, 0] = -1.0
+    codes, qp = asym.quantize_tensor(x, "int8", PerChannel(0))
+    signal, _ = quantization_error(x, codes, qp)
+    assert signal == float(x.numel())
+
+
+def test_non_contiguous_input_gives_the_contiguous_result(asym: Scheme) -> None:
+    x = torch.randn(200, 300, generator=torch.Generator().manual_seed(2)).t()
+    codes, qp = asym.quantize_tensor(x, "int8", PerChannel(0))
+    assert quantization_error(x, codes, qp) == quantization_error(x.contiguous(), codes, qp)
+
+
+def test_exact_codes_have_zero_noise(asym: Scheme) -> None:
+    x = torch.arange(-128, 128, dtype=torch.float32).reshape(4, 64) / 4
+    scale, zero_point = torch.full((4,), 0.25), torch.zeros(4, dtype=torch.int32)
+    qp = QParams(scale, zero_point, dtype="int8", granularity=PerChannel(0))
+    codes = (x * 4).to(torch.int8)
+    signal, noise = quantization_error(x, codes, qp)
+    assert noise == 0.0
+    assert signal == float((x.double() ** 2).sum())
+
+
+def test_float_targets_compare_with_the_cast(asym: Scheme) -> None:
+    x = torch.tensor([1.0, 1.0 + 2**-12])
+    codes, qp = asym.quantize_tensor(x, "float16")
+    _, noise = quantization_error(x, codes, qp)
+    assert noise == pytest.approx(2.0**-24)
+
+
+def test_codes_of_another_shape_are_refused(asym: Scheme) -> None:
+    x = torch.randn(4, 8)
+    codes, qp = asym.quantize_tensor(x, "int8", PerChannel(0))
+    with pytest.raises(QParamsError, match=r"'w'.*expected \(4, 8\), got \(32,\)"):
+        quantization_error(x, codes.reshape(-1), qp, name="w")
