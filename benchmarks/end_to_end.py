@@ -3,8 +3,15 @@
 Usage: python benchmarks/end_to_end.py [--synthetic-gb 2.0] [--json PATH] [--markdown PATH]
 
 Each run is a fresh subprocess; wall time and peak RSS (ru_maxrss of that child)
-come from os.wait4. The synthetic checkpoint (about 2 GB of float32 Linear-like
-weights plus biases and norms) is generated into a temporary folder and deleted.
+come from os.wait4. Each implementation runs --repeats times, interleaved; the
+table shows the median wall time and the largest peak RSS. The synthetic
+checkpoint (about 2 GB of float32 Linear-like weights plus biases and norms) is
+generated into a temporary folder and deleted.
+
+This process never imports torch or holds tensors: Linux charges a child the
+peak RSS of the process that spawned it (exec keeps the larger of the two), so
+a bench process that had held the 2 GB checkpoint would inflate every row.
+The checkpoint is generated in a child of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,6 +64,25 @@ def run(cmd: list[str]) -> dict[str, float]:
     return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
+def largest_tensor_bytes(path: Path) -> int:
+    """Bytes of the largest tensor of a safetensors file, from its header alone."""
+    with open(path, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    return max(
+        end - begin for k, v in header.items() if k != "__metadata__" for begin, end in [v["data_offsets"]]
+    )
+
+
+def make_synthetic_in_child(folder: Path, gigabytes: float) -> tuple[Path, int]:
+    """:func:`make_synthetic` in a fresh process (see the module docstring for why)."""
+    subprocess.run(
+        [sys.executable, __file__, "--make-synthetic", str(folder), "--synthetic-gb", str(gigabytes)],
+        check=True,
+    )
+    path = folder / "synthetic.safetensors"
+    return path, largest_tensor_bytes(path)
+
+
 def make_synthetic(folder: Path, gigabytes: float) -> tuple[Path, int]:
     """Write a safetensors file of ~``gigabytes`` GB; return it and its largest tensor's bytes."""
     import torch
@@ -85,77 +112,88 @@ def minilm_path() -> Path:
 
 
 def bench_one(
-    label: str, src: Path, work: Path, largest: int, baseline: dict[str, float]
+    label: str, src: Path, work: Path, largest: int, baseline: dict[str, float], repeats: int
 ) -> list[dict[str, Any]]:
+    """Run both implementations ``repeats`` times, interleaved; median wall time, largest peak RSS."""
     size = src.stat().st_size
-    rows = []
     cli = shutil.which("mono-quant") or ""
-    for impl, cmd in (
-        (
-            "mono-quant quantize (asymmetric int8 per-channel)",
-            [
-                cli,
-                "quantize",
-                str(src),
-                "-o",
-                str(work / f"{label}.mq.safetensors"),
-                "--scheme",
-                "asymmetric",
-                "--dtype",
-                "int8",
-                "--granularity",
-                "per-channel",
-                "--quiet",
-                "--force",
-            ],
-        ),
-        (
-            "torchao script (load, choose+quantize_affine, save)",
-            [sys.executable, "-c", TORCHAO_SCRIPT, str(src), str(work / f"{label}.torchao.safetensors")],
-        ),
-    ):
-        res = run(cmd)
+    impls = {
+        "mono-quant quantize (asymmetric int8 per-channel)": [
+            cli,
+            "quantize",
+            str(src),
+            "-o",
+            str(work / f"{label}.mq.safetensors"),
+            "--scheme",
+            "asymmetric",
+            "--dtype",
+            "int8",
+            "--granularity",
+            "per-channel",
+            "--quiet",
+            "--force",
+        ],
+        "torchao script (load, choose+quantize_affine, save)": [
+            sys.executable,
+            "-c",
+            TORCHAO_SCRIPT,
+            str(src),
+            str(work / f"{label}.torchao.safetensors"),
+        ],
+    }
+    results: dict[str, list[dict[str, float]]] = {impl: [] for impl in impls}
+    for _ in range(repeats):
+        for impl, cmd in impls.items():
+            results[impl].append(run(cmd))
+            for f in work.glob(f"{label}.*"):
+                f.unlink()
+            os.sync()  # write the output back now, not during the next run
+    rows = []
+    for impl, runs in results.items():
+        wall = statistics.median(r["wall_s"] for r in runs)
+        rss = max(r["peak_rss_mib"] for r in runs)
         rows.append(
             {
                 "checkpoint": label,
                 "impl": impl,
                 "input_bytes": size,
                 "largest_tensor_bytes": largest,
-                "wall_s": res["wall_s"],
-                "gbps": size / res["wall_s"] / 1e9,
-                "peak_rss_mib": res["peak_rss_mib"],
-                "rss_over_baseline_in_largest_tensors": (res["peak_rss_mib"] - baseline["peak_rss_mib"])
-                * 2**20
-                / largest,
+                "runs": len(runs),
+                "wall_s": wall,
+                "wall_s_all": [r["wall_s"] for r in runs],
+                "gbps": size / wall / 1e9,
+                "peak_rss_mib": rss,
+                "rss_over_baseline_in_largest_tensors": (rss - baseline["peak_rss_mib"]) * 2**20 / largest,
             }
         )
-        for f in work.glob(f"{label}.*"):
-            f.unlink()
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic-gb", type=float, default=2.0)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per implementation (median wall)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/end_to_end.json"))
     parser.add_argument("--markdown", type=Path, default=Path("benchmarks/results/end_to_end.md"))
+    parser.add_argument("--make-synthetic", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.make_synthetic is not None:
+        make_synthetic(args.make_synthetic, args.synthetic_gb)
+        return 0
     if not shutil.which("mono-quant"):
         raise SystemExit("the mono-quant command is not installed in this environment")
     baseline = run([sys.executable, "-c", BASELINE_SCRIPT])
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="mq-bench-") as tmp:
         work = Path(tmp)
-        from safetensors import safe_open
-
         mini = minilm_path()
-        with safe_open(str(mini), "pt") as f:
-            largest = max(f.get_tensor(k).nbytes for k in f.keys())  # noqa: SIM118 - safe_open is not a dict
-        rows += bench_one("all-MiniLM-L6-v2", mini, work, largest, baseline)
-        synth, largest = make_synthetic(work, args.synthetic_gb)
-        rows += bench_one(f"synthetic {synth.stat().st_size / 1e9:.1f} GB", synth, work, largest, baseline)
+        rows += bench_one("all-MiniLM-L6-v2", mini, work, largest_tensor_bytes(mini), baseline, args.repeats)
+        synth, largest = make_synthetic_in_child(work, args.synthetic_gb)
+        label = f"synthetic {synth.stat().st_size / 1e9:.1f} GB"
+        rows += bench_one(label, synth, work, largest, baseline, args.repeats)
     lines = [
-        "| checkpoint | implementation | wall s | GB/s | peak RSS MiB | (RSS − baseline) / largest tensor |",
+        "| checkpoint | implementation | wall s (median) | GB/s | peak RSS MiB "
+        "| (RSS − baseline) / largest tensor |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for r in rows:

@@ -1,4 +1,4 @@
-"""quantization_error: signal and noise energies without a full-size reconstruction."""
+"""quantization_error and quantize_with_error: signal and noise energies without a full reconstruction."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mono_quant.core import (
+    NonFiniteError,
     PerChannel,
     PerGroup,
     PerTensor,
@@ -14,6 +15,7 @@ from mono_quant.core import (
     Scheme,
     dequantize,
     quantization_error,
+    quantize_with_error,
 )
 from mono_quant.core._granularity import Granularity
 from mono_quant.core._kernels import BLOCK_ELEMENTS
@@ -91,3 +93,50 @@ def test_codes_of_another_shape_are_refused(asym: Scheme) -> None:
     codes, qp = asym.quantize_tensor(x, "int8", PerChannel(0))
     with pytest.raises(QParamsError, match=r"'w'.*expected \(4, 8\), got \(32,\)"):
         quantization_error(x, codes.reshape(-1), qp, name="w")
+
+
+@pytest.mark.parametrize(("shape", "granularity", "dtype"), CASES)
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_quantize_with_error_equals_quantize_tensor_then_quantization_error(
+    asym: Scheme,
+    sym: Scheme,
+    shape: tuple[int, ...],
+    granularity: Granularity,
+    dtype: str,
+    x_dtype: torch.dtype,
+    contiguous: bool,
+) -> None:
+    gen = torch.Generator().manual_seed(4)
+    x = (
+        (torch.randn(tuple(reversed(shape)), generator=gen) * 2)
+        .to(x_dtype)
+        .permute(*reversed(range(len(shape))))
+    )
+    if contiguous:
+        x = x.contiguous()
+    for scheme in (asym.configure(nondivisible="pad"), sym):
+        if isinstance(granularity, PerGroup) and "pad" not in scheme.capabilities.nondivisible:
+            continue
+        codes, qp, (signal, noise) = quantize_with_error(scheme, x, dtype, granularity)
+        ref_codes, ref_qp = scheme.quantize_tensor(x, dtype, granularity)
+        assert torch.equal(codes, ref_codes) and qp.equals(ref_qp)
+        ref_signal, ref_noise = quantization_error(x, ref_codes, ref_qp)
+        assert signal == pytest.approx(ref_signal, rel=1e-6)
+        assert noise == pytest.approx(ref_noise, rel=1e-5)
+
+
+def test_quantize_with_error_covers_float_targets_and_other_profiles(asym: Scheme) -> None:
+    x = torch.randn(64, 96, generator=torch.Generator().manual_seed(5)).to(torch.bfloat16)
+    for scheme, dtype in ((asym, "float16"), (asym.configure(profile="torchao"), "int8")):
+        codes, qp, energies = quantize_with_error(scheme, x, dtype, PerChannel(0))
+        ref_codes, ref_qp = scheme.quantize_tensor(x, dtype, PerChannel(0))
+        assert torch.equal(codes, ref_codes) and qp.equals(ref_qp)
+        assert energies == quantization_error(x, ref_codes, ref_qp)
+
+
+def test_quantize_with_error_refuses_non_finite_input(asym: Scheme) -> None:
+    x = torch.ones(4, 8)
+    x[2, 3] = float("inf")
+    with pytest.raises(NonFiniteError, match=r"'w' holds 1 non-finite value.*index \(2, 3\)"):
+        quantize_with_error(asym, x, "int8", PerChannel(0), name="w")

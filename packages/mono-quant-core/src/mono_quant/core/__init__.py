@@ -34,7 +34,7 @@ from mono_quant.core._granularity import (
 )
 from mono_quant.core._granules import GranuleLayout, granule_minmax
 from mono_quant.core._hookspecs import hookimpl
-from mono_quant.core._ops import dequantize, quantization_error, quantize
+from mono_quant.core._ops import dequantize, quantization_error, quantize, quantize_with_error
 from mono_quant.core._packing import pack, packed_shape, unpack
 from mono_quant.core._profile import DEFAULT_PROFILE, PROFILES, TORCHAO_PROFILE, Profile
 from mono_quant.core._qparams import QParams
@@ -109,6 +109,7 @@ __all__ = [
     "plugin_report",
     "quantization_error",
     "quantize",
+    "quantize_with_error",
     "reload_plugins",
     "symmetric_qparams",
     "unpack",

@@ -176,6 +176,7 @@ def quantize_affine(
     name: str | None = None,
     check_finite: bool = True,
     pack: bool = False,
+    energies: list[float] | None = None,
 ) -> torch.Tensor:
     """``clamp(round(x * (1 / scale)) + zero_point, qmin, qmax)`` as codes.
 
@@ -183,7 +184,11 @@ def quantize_affine(
     multiplies by the reciprocal. Non-finite input raises :class:`NonFiniteError`
     (``check_finite=False`` skips the check when the caller has already made it).
     With ``pack=True`` the result is the dtype's packed storage (see :func:`pack`);
-    nibble layouts along the rows are packed inside the quantize loop.
+    nibble layouts along the rows are packed inside the quantize loop. Where the
+    loop can (float32 compute, unpacked codes of at most 16 bits, no padded
+    group), it also sets
+    ``energies`` to ``[signal, noise]`` (see ``quantization_error``); elsewhere
+    ``energies`` is left as it was.
     """
     assert qparams.scale is not None and qparams.zero_point is not None
     layout = _layout(tuple(x.shape), qparams, "input", name)
@@ -208,8 +213,18 @@ def quantize_affine(
     else:
         out = torch.empty(rows.shape, dtype=dtype.torch_dtype, device=x.device)
     offset = dtype.packing.offset if fused_pack and dtype.packing is not None else None
+    # Padded rows repeat elements, which the energies must not count twice.
+    measure = energies if compute == torch.float32 and not pack and not layout.padded else None
     if not quantize_rows(
-        rows, scale, zero_point, bounds, compute, out, check_finite=check_finite, pack_offset=offset
+        rows,
+        scale,
+        zero_point,
+        bounds,
+        compute,
+        out,
+        check_finite=check_finite,
+        pack_offset=offset,
+        energies=measure,
     ):
         raise_nonfinite(x, name)
         raise QParamsError(

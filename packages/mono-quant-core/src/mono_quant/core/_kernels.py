@@ -64,13 +64,16 @@ def quantize_rows(
     *,
     check_finite: bool = True,
     pack_offset: int | None = None,
+    energies: list[float] | None = None,
 ) -> bool:
     """Quantize ``rows`` with per-row ``scale``/``zero_point`` (``(rows, 1)``) into ``out``.
 
     ``out`` has ``rows``' shape and the code dtype, or, with ``pack_offset``, half
     the row length in uint8: two 4-bit codes per byte, the first in the low
     nibble, each stored with ``+pack_offset``. Returns ``False`` if a product was
-    not finite (the caller reports it), ``True`` otherwise.
+    not finite (the caller reports it), ``True`` otherwise. With ``energies``
+    (float32 compute, unpacked), it is set to :func:`error_energies_rows`' result,
+    computed on each block while it is in cache.
 
     Every op has operands of one dtype: mixed-dtype ops take PyTorch's slow
     casting path. Converting first is exact (integers and narrower floats widen
@@ -91,11 +94,22 @@ def quantize_rows(
     zp = zero_point.to(compute)
     add_zero_point = bool(zp.any())  # symmetric signed: all zero, skip the add
     same = rows.dtype == compute
+    measure = energies is not None
+    if measure:
+        assert compute == torch.float32 and pack_offset is None
+        same = same and rows.is_contiguous()  # the block is read again as one flat vector
+        wide = torch.empty(size, dtype=compute, device=rows.device)
+        signal = noise = 0.0
     for start in range(0, n_rows, step):
         stop = min(start + step, n_rows)
         b = buf[: stop - start]
         if same:
-            torch.mul(rows[start:stop], inv[start:stop], out=b)
+            a = rows[start:stop]
+            torch.mul(a, inv[start:stop], out=b)
+        elif measure:
+            a = wide[: stop - start]
+            a.copy_(rows[start:stop])
+            torch.mul(a, inv[start:stop], out=b)
         else:
             b.copy_(rows[start:stop])
             b.mul_(inv[start:stop])
@@ -111,6 +125,18 @@ def quantize_rows(
             n = nibbles[: stop - start]
             n.copy_(b)
             pack_nibbles(n, pairs[: stop - start], out[start:stop])
+        if measure:  # b holds the codes: dequantize in place, as dequantize_rows does
+            if add_zero_point:
+                b.sub_(zp[start:stop])
+            b.mul_(scale[start:stop])
+            flat = a.reshape(-1)
+            signal += float(torch.dot(flat, flat))
+            b.sub_(a)
+            d = b.reshape(-1)
+            noise += float(torch.dot(d, d))
+    if measure:
+        assert energies is not None
+        energies[:] = [signal, noise]
     return True
 
 

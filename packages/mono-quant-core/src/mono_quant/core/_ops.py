@@ -10,14 +10,16 @@ from mono_quant.core._affine import (
     dequantize_affine,
     quantize_affine,
 )
+from mono_quant.core._dtypes import QuantDtype
 from mono_quant.core._errors import QParamsError
+from mono_quant.core._granularity import Granularity
 from mono_quant.core._packing import pack as pack_codes
 from mono_quant.core._packing import unpack as unpack_codes
 from mono_quant.core._qparams import QParams
 from mono_quant.core._registry import get_dtype, get_scheme
-from mono_quant.core._scheme import check_input
+from mono_quant.core._scheme import Scheme, check_input
 
-__all__ = ["dequantize", "quantization_error", "quantize"]
+__all__ = ["dequantize", "quantization_error", "quantize", "quantize_with_error"]
 
 #: Elements per chunk when the error is summed over a full reconstruction.
 _CHUNK = 1 << 18
@@ -133,3 +135,43 @@ def quantization_error(
         d = a - x_hat[start : start + _CHUNK]
         noise += float(torch.dot(d, d))
     return signal, noise
+
+
+def quantize_with_error(
+    scheme: Scheme,
+    x: torch.Tensor,
+    dtype: str | QuantDtype | None = None,
+    granularity: Granularity | None = None,
+    *,
+    name: str | None = None,
+) -> tuple[torch.Tensor, QParams, tuple[float, float]]:
+    """Codes, qparams and the error in one call: ``(codes, qparams, (signal, noise))``.
+
+    Equal to ``scheme.quantize_tensor`` followed by :func:`quantization_error`;
+    the codes are unpacked. For affine integer codes of up to 16 bits computed
+    in float32 the energies are summed inside the quantize loop, while each
+    block is still in cache, so the input is not read a second time.
+
+    >>> import torch
+    >>> from mono_quant.core import MinMaxScheme, PerChannel, asymmetric_qparams
+    >>> class Asym(MinMaxScheme):
+    ...     name, version = "asym-demo", "1"
+    ...     def qparams_from_range(self, lo, hi, dtype):
+    ...         return asymmetric_qparams(lo, hi, dtype, self.profile)
+    >>> x = torch.tensor([[0.0, 1.0, 2.0], [-1.0, 0.5, 3.0]])
+    >>> codes, qp, (signal, noise) = quantize_with_error(Asym(), x, "uint8", PerChannel(0))
+    >>> codes.dtype, round(signal, 4), noise < 1e-4
+    (torch.uint8, 15.25, True)
+    """
+    qp = scheme.compute_qparams(x, dtype, granularity, name=name)
+    qd = get_dtype(qp.dtype)
+    if qp.affine and not qp.is_float and qd.bits <= 16:
+        energies: list[float] = []
+        # compute_qparams has checked x when the scheme's range saw every element.
+        check = not scheme._range_covers_every_element
+        codes = quantize_affine(x, qp, qd, name=name, check_finite=check, energies=energies)
+        if energies:
+            return codes, qp, (energies[0], energies[1])
+    else:
+        codes = quantize(x, qp, name=name)
+    return codes, qp, quantization_error(x, codes, qp, name=name)

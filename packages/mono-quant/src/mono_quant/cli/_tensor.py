@@ -17,7 +17,7 @@ from mono_quant.core import (
     dequantize,
     pack,
     packed_shape,
-    quantization_error,
+    quantize_with_error,
 )
 
 __all__ = ["QuantizedTensor", "quantize_tensor", "sqnr_db"]
@@ -87,13 +87,12 @@ def quantize_tensor(
     """Quantize ``x``; return it with the signal and noise energies (sums of squares).
 
     The energies compare ``x`` with its float32 reconstruction
-    (:func:`~mono_quant.core.quantization_error`: block by block, no full-size
-    reconstruction); :func:`sqnr_db` turns them into decibels. Non-finite energies (a scheme that
-    let NaN/inf through) raise :class:`~mono_quant.core.NonFiniteError`.
+    (:func:`~mono_quant.core.quantize_with_error`: summed inside the quantize
+    loop, no full-size reconstruction); :func:`sqnr_db` turns them into decibels.
+    Non-finite energies (a scheme that let NaN/inf through) raise :class:`~mono_quant.core.NonFiniteError`.
     """
-    codes, qp = scheme.quantize_tensor(x, dtype, granularity, name=name)
+    codes, qp, (signal, noise) = quantize_with_error(scheme, x, dtype, granularity, name=name)
     qt = QuantizedTensor(codes, qp, dtype, x.dtype)
-    signal, noise = quantization_error(x, codes, qp, name=name)
     if not (math.isfinite(signal) and math.isfinite(noise)):
         check_finite(x, name=name)
         raise NonFiniteError(f"{name!r}: the quantization error is not finite; the values are too large.")
