@@ -121,6 +121,26 @@ def test_a_header_larger_than_the_reserve_goes_in_front_of_a_copy_of_the_data(tm
     assert sorted(tmp_path.iterdir()) == [big, small]
 
 
+def test_a_mostly_blank_reserve_on_a_small_file_is_not_kept(tmp_path, monkeypatch):
+    copied = []
+    real = st._copy
+
+    def spy(src, dst, size):
+        copied.append(size)
+        real(src, dst, size)
+
+    monkeypatch.setattr(st, "_copy", spy)
+    path = tmp_path / "w.safetensors"
+    w, tensors = _tensors(tmp_path, path, reserve=st.MAX_SLACK + 4096)
+    w.close()
+    data = sum(t.numel() * t.element_size() for t in tensors.values())
+    assert data // 1000 < st.MAX_SLACK  # so only the fixed allowance applies
+    assert copied == [data]  # written again behind a header of its own size
+    assert _header_len(path) < 4096 and path.stat().st_size == 8 + _header_len(path) + data
+    back = load_file(path)
+    assert all(torch.equal(back[k], t) for k, t in tensors.items())
+
+
 def test_the_target_is_replaced_only_when_the_file_is_complete(tmp_path):
     path = tmp_path / "w.safetensors"
     path.write_bytes(b"old")

@@ -23,6 +23,7 @@ from mono_quant.cli._errors import InputError
 __all__ = [
     "DTYPE_NAMES",
     "MAX_HEADER",
+    "MAX_SLACK",
     "StreamingWriter",
     "TensorEntry",
     "dtype_from_name",
@@ -56,6 +57,9 @@ CHUNK = 16 << 20
 
 #: Bytes asked of one read() call (some platforms refuse single reads of 2 GiB or more).
 _READ_MAX = 1 << 30
+
+#: Header padding always accepted in place (more is accepted up to 0.1 % of the data).
+MAX_SLACK = 64 << 10
 
 #: The largest header safetensors accepts (its MAX_HEADER_SIZE).
 MAX_HEADER = 100_000_000
@@ -219,8 +223,9 @@ class StreamingWriter:
     multiple of 8, so the data stays 8-byte aligned). If the header fits,
     :meth:`close` writes it there, padded with spaces (which safetensors allows)
     to exactly ``reserve`` bytes, fsyncs and renames the file to ``path``: every
-    byte is written once. If not, ``close`` writes ``path`` as the header then
-    the data copied over (in the kernel where it can), as with no reserve.
+    byte is written once. If not, or if the padding would exceed both
+    :data:`MAX_SLACK` and 0.1 % of the data, ``close`` writes ``path`` as the
+    header then the data copied over (in the kernel where it can).
     ``path`` is only replaced at ``close``, so a reader still mapping the old
     file keeps its bytes. Callers give ``path`` inside a temporary location (see
     :func:`~mono_quant.cli._atomic.atomic_output`); OSErrors propagate, and a
@@ -280,7 +285,10 @@ class StreamingWriter:
         header.update(self._entries)
         raw = json.dumps(header, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)  # data starts 8-byte aligned, as safetensors writes it
-        fits = len(raw) <= self.reserve
+        # In place when the header fits and its padding is a negligible part of the file;
+        # a small file is cheaper to copy than to leave with a mostly blank header.
+        slack = self.reserve - len(raw)
+        fits = 0 <= slack <= max(MAX_SLACK, self._offset // 1000)
         try:
             with f:
                 if fits:
