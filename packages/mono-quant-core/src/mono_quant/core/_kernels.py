@@ -145,8 +145,8 @@ def pack_nibbles(nibbles: torch.Tensor, scratch: torch.Tensor, out: torch.Tensor
 
     Each pair of bytes read as one little-endian int16 is ``w = c0 + 256 * c1``;
     ``w | (w >> 4)`` has ``c0 + 16 * c1`` in its low byte, which the cast to uint8
-    keeps. All contiguous, so no strided pass. Every tensor is contiguous;
-    ``scratch`` is int16 with ``out``'s element count.
+    keeps. Every step reads and writes contiguous memory (no strided pass): all
+    three tensors are contiguous, ``scratch`` is int16 with ``out``'s element count.
     """
     w = nibbles.reshape(-1).view(torch.int16)
     flat = scratch.view(-1)
