@@ -31,8 +31,8 @@ def _reference(x: torch.Tensor, codes: torch.Tensor, qp: QParams) -> tuple[float
 CASES: list[tuple[tuple[int, ...], Granularity, str]] = [
     ((300, 1000), PerChannel(0), "int8"),  # several row blocks, a partial last one
     ((64, 96), PerChannel(1), "uint8"),  # rows are not a view: the full path
-    ((8, 3000), PerGroup(1, 128), "int4"),  # padded last group: the full path
-    ((16, 256), PerGroup(1, 32), "uint4"),
+    ((8, 3000), PerGroup(1, 128), "int8"),  # padded last group: the full path
+    ((16, 256), PerGroup(1, 32), "uint8"),
     ((5, 7, 11), PerTensor(), "int16"),
     ((40, 50), PerChannel(0), "int32"),  # int32 codes widen to int64: the full path
 ]
