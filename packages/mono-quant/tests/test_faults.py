@@ -361,7 +361,10 @@ def test_an_interrupt_mid_run_leaves_no_partial_output(ckpt, out_dir, leftovers,
 
 _BLOCKING_RUN = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C as a terminal's foreground job gets it, even where the tests run with
+    # SIGINT ignored (a background job or nohup), which the child would inherit.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import mono_quant.cli._stream as stream
     real, calls = stream.quantize_tensor, []
     def blocking(*args, **kwargs):
