@@ -65,6 +65,7 @@ def test_the_room_left_for_the_header_fits_every_installed_scheme(ckpt, tmp_path
         raise AssertionError("the header outgrew the room left for it: the data was copied")
 
     monkeypatch.setattr(st, "_copy", no_copy)
+    monkeypatch.setattr(st, "MAX_SLACK", st.MAX_HEADER)  # any padding is fine here: only the room is tested
     state_dict = load_file(ckpt)
     for scheme in list_schemes():
         for fmt in ("native", "compressed-tensors"):
