@@ -75,38 +75,19 @@ def run_group(
         for name, (_, fn) in ok.items():
             times[name].append(_time(fn))
     nbytes = x.numel() * x.element_size()
+    shape, dtype = "x".join(map(str, x.shape)), str(x.dtype).replace("torch.", "")
     rows = []
     for name, (kind, _) in ok.items():
         med = statistics.median(times[name])
-        rows.append(
-            Row(
-                op,
-                "x".join(map(str, x.shape)),
-                str(x.dtype).replace("torch.", ""),
-                name,
-                kind,
-                med * 1e3,
-                nbytes / med / 1e9,
-            )
-        )
+        rows.append(Row(op, shape, dtype, name, kind, med * 1e3, nbytes / med / 1e9))
     floors = [r.median_ms for r in rows if r.kind == "floor"]
     anchors = [r.median_ms for r in rows if r.kind == "anchor"]
     for r in rows:
         r.vs_floor = r.median_ms / min(floors) if floors else None
         r.vs_best_anchor = r.median_ms / min(anchors) if anchors else None
     for name, note in notes.items():
-        rows.append(
-            Row(
-                op,
-                "x".join(map(str, x.shape)),
-                str(x.dtype).replace("torch.", ""),
-                name,
-                impls[name][0],
-                float("nan"),
-                float("nan"),
-                note=f"skipped: {note}",
-            )
-        )
+        nan = float("nan")
+        rows.append(Row(op, shape, dtype, name, impls[name][0], nan, nan, note=f"skipped: {note}"))
     return rows
 
 

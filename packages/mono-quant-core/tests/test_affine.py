@@ -290,3 +290,27 @@ def test_dequantize_of_packed_codes_equals_unpack_then_dequantize(
     buffer = torch.full(shape, float("nan"))
     assert dequantize_affine(packed, qp, packed=(dtype, shape), out=buffer) is buffer
     assert torch.equal(buffer, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_the_finiteness_test_is_exact_when_the_sum_overflows(dtype: torch.dtype) -> None:
+    from mono_quant.core._kernels import all_finite
+
+    big = torch.finfo(dtype).max
+    assert all_finite(torch.full((1000,), big, dtype=dtype))  # the sum overflows; the values are finite
+    assert all_finite(torch.tensor([big, -big, big], dtype=dtype))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        x = torch.ones(1000, dtype=dtype)
+        x[617] = bad
+        assert not all_finite(x)
+    assert not all_finite(torch.tensor([float("inf"), -float("inf")], dtype=dtype))  # the sum is NaN
+
+
+def test_quantize_refuses_non_finite_input_whatever_the_block() -> None:
+    from mono_quant.core._kernels import BLOCK_ELEMENTS
+
+    x = torch.ones(3 * BLOCK_ELEMENTS // 1000 + 5, 1000)
+    qp = QParams(torch.tensor(0.1), torch.tensor(0, dtype=torch.int32), dtype="int8")
+    x[-1, -1] = float("nan")  # in the last, partial block
+    with pytest.raises(NonFiniteError, match=r"'w' holds 1 non-finite .* at index \(790, 999\)"):
+        quantize(x, qp, name="w")

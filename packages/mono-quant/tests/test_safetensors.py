@@ -55,6 +55,20 @@ def test_written_files_load_with_safetensors_itself_including_odd_offsets(tmp_pa
     assert list(tmp_path.iterdir()) == [path]
 
 
+@pytest.fixture
+def copied(monkeypatch):
+    """The sizes of every data copy the writer makes (it still makes them)."""
+    sizes = []
+    real = st._copy
+
+    def spy(src, dst, size):
+        sizes.append(size)
+        real(src, dst, size)
+
+    monkeypatch.setattr(st, "_copy", spy)
+    return sizes
+
+
 def _tensors(tmp_path, path, reserve=0, n=6):
     w = StreamingWriter(path, {"note": "x" * 200}, reserve=reserve)
     g = torch.Generator().manual_seed(0)
@@ -93,15 +107,7 @@ def test_a_header_that_fits_the_reserve_is_written_in_place_and_the_data_is_neve
     assert list(tmp_path.iterdir()) == [path]
 
 
-def test_a_header_larger_than_the_reserve_goes_in_front_of_a_copy_of_the_data(tmp_path, monkeypatch):
-    copied = []
-    real = st._copy
-
-    def spy(src, dst, size):
-        copied.append(size)
-        real(src, dst, size)
-
-    monkeypatch.setattr(st, "_copy", spy)
+def test_a_header_larger_than_the_reserve_goes_in_front_of_a_copy_of_the_data(tmp_path, copied):
     small, big = tmp_path / "small.safetensors", tmp_path / "big.safetensors"
     w, tensors = _tensors(tmp_path, small, reserve=64)
     w.close()
@@ -121,15 +127,7 @@ def test_a_header_larger_than_the_reserve_goes_in_front_of_a_copy_of_the_data(tm
     assert sorted(tmp_path.iterdir()) == [big, small]
 
 
-def test_a_mostly_blank_reserve_on_a_small_file_is_not_kept(tmp_path, monkeypatch):
-    copied = []
-    real = st._copy
-
-    def spy(src, dst, size):
-        copied.append(size)
-        real(src, dst, size)
-
-    monkeypatch.setattr(st, "_copy", spy)
+def test_a_mostly_blank_reserve_on_a_small_file_is_not_kept(tmp_path, copied):
     path = tmp_path / "w.safetensors"
     w, tensors = _tensors(tmp_path, path, reserve=st.MAX_SLACK + 4096)
     w.close()

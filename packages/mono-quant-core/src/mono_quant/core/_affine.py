@@ -10,7 +10,7 @@ from mono_quant.core._dtypes import QuantDtype
 from mono_quant.core._errors import CastOverflowError, NonFiniteError, QParamsError
 from mono_quant.core._granularity import PerChannel, PerGroup, PerTensor
 from mono_quant.core._granules import GranuleLayout
-from mono_quant.core._kernels import dequantize_rows, error_energies_rows, quantize_rows
+from mono_quant.core._kernels import all_finite, dequantize_rows, error_energies_rows, quantize_rows
 from mono_quant.core._packing import nibble_fast_path, packed_shape
 from mono_quant.core._packing import pack as pack_codes
 from mono_quant.core._packing import unpack as unpack_codes
@@ -124,7 +124,7 @@ def check_finite(x: torch.Tensor, *, name: str | None = None) -> None:
 def cast_to_float_target(x: torch.Tensor, dtype: QuantDtype, *, name: str | None = None) -> torch.Tensor:
     """``x`` cast to a float target, refusing NaN/±inf and values the cast would overflow."""
     y = x.to(dtype.torch_dtype)
-    if not bool(torch.isfinite(y).all()):
+    if not all_finite(y):
         raise_nonfinite(x, name)
         bad = ~torch.isfinite(y)
         flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
@@ -140,6 +140,8 @@ def cast_to_float_target(x: torch.Tensor, dtype: QuantDtype, *, name: str | None
 
 def raise_nonfinite(x: torch.Tensor, name: str | None) -> None:
     """Raise :class:`NonFiniteError` with the count and first index of NaN/±inf in ``x``."""
+    if all_finite(x):
+        return
     bad = ~torch.isfinite(x)
     count = int(bad.sum())
     if count == 0:
@@ -199,14 +201,14 @@ def quantize_affine(
     if dtype.bits > 16:
         # float32 cannot hold int32 codes exactly: add the zero-point in int64.
         q = torch.round(rows.to(compute) * (1.0 / scale.to(compute)))
-        if not bool(torch.isfinite(q).all()):
+        if not all_finite(q):
             raise_nonfinite(x, name)
         assert dtype.qmin is not None and dtype.qmax is not None
         wide = torch.clamp(q.clamp(-(2.0**62), 2.0**62).to(torch.int64) + zero_point, dtype.qmin, dtype.qmax)
         codes = layout.from_rows(wide.to(dtype.torch_dtype))
         return pack_codes(codes, dtype) if pack else codes
     bounds = code_bounds(dtype, compute)
-    fused_pack = pack and _nibbles_along_rows(x, layout, dtype)
+    fused_pack = pack and _nibbles_along_rows(tuple(x.shape), layout, dtype)
     if fused_pack:
         assert dtype.packing is not None
         out = torch.empty((rows.shape[0], rows.shape[1] // 2), dtype=torch.uint8, device=x.device)
@@ -237,17 +239,16 @@ def quantize_affine(
     return pack_codes(codes, dtype) if pack else codes
 
 
-def _nibbles_along_rows(x: torch.Tensor | torch.Size, layout: GranuleLayout, dtype: QuantDtype) -> bool:
+def _nibbles_along_rows(shape: tuple[int, ...], layout: GranuleLayout, dtype: QuantDtype) -> bool:
     """Whether codes can be packed two per byte inside the quantize loop.
 
     True when the dtype packs two 4-bit codes per uint8 low-first along the last
-    axis, and the rows are a C-order flattening of ``x`` with an even last axis,
-    so byte pairs never straddle a row of the original tensor.
+    axis, and the rows are a C-order flattening of a tensor of ``shape`` with an
+    even last axis, so byte pairs never straddle a row of the original tensor.
     """
     p = dtype.packing
     if p is None or not nibble_fast_path(p):
         return False
-    shape = tuple(x.shape) if isinstance(x, torch.Tensor) else tuple(x)
     if not shape or p.axis not in (-1, len(shape) - 1) or shape[-1] % 2 or layout.padded:
         return False
     if (math.prod(shape) // max(1, math.prod(layout.qparam_shape))) % 2:
@@ -338,7 +339,7 @@ def _dequantize_nibbles(
     """Unpack and dequantize in one loop, or ``None`` when the layout does not allow it."""
     assert qparams.scale is not None and qparams.zero_point is not None and dtype.packing is not None
     layout = _layout(shape, qparams, "codes", name)
-    if not _nibbles_along_rows(torch.Size(shape), layout, dtype) or out_dtype != torch.float32:
+    if not _nibbles_along_rows(shape, layout, dtype) or out_dtype != torch.float32:
         return None
     expected = packed_shape(shape, dtype)
     if tuple(packed.shape) != expected or packed.dtype != torch.uint8:

@@ -10,10 +10,14 @@ bit-identical.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = [
     "BLOCK_ELEMENTS",
+    "all_finite",
+    "block_energies",
     "dequantize_rows",
     "error_energies_rows",
     "minmax_rows",
@@ -28,6 +32,19 @@ BLOCK_ELEMENTS = 1 << 18
 
 def _block_rows(row_length: int) -> int:
     return max(1, BLOCK_ELEMENTS // max(1, row_length))
+
+
+def all_finite(x: torch.Tensor) -> bool:
+    """Whether every element of floating ``x`` is finite, usually in one cheap pass.
+
+    NaN and ±inf propagate through a sum, so a finite sum proves every element
+    finite; ``isfinite`` (several times slower: it writes a bool per element)
+    decides only when the sum is not finite, which finite values can also cause
+    by overflowing.
+    """
+    if math.isfinite(float(x.sum())):
+        return True
+    return bool(torch.isfinite(x).all())
 
 
 def minmax_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,7 +131,7 @@ def quantize_rows(
             b.copy_(rows[start:stop])
             b.mul_(inv[start:stop])
         torch.round(b, out=b)
-        if check_finite and not bool(torch.isfinite(b).all()):
+        if check_finite and not all_finite(b):
             return False
         if add_zero_point:
             b.add_(zp[start:stop])
@@ -129,11 +146,9 @@ def quantize_rows(
             if add_zero_point:
                 b.sub_(zp[start:stop])
             b.mul_(scale[start:stop])
-            flat = a.reshape(-1)
-            signal += float(torch.dot(flat, flat))
-            b.sub_(a)
-            d = b.reshape(-1)
-            noise += float(torch.dot(d, d))
+            block_signal, block_noise = block_energies(a, b)
+            signal += block_signal
+            noise += block_noise
     if measure:
         assert energies is not None
         energies[:] = [signal, noise]
@@ -232,9 +247,18 @@ def error_energies_rows(
         h.sub_(zp[start:stop])
         h.mul_(scale[start:stop])
         a = rows[start:stop] if wide is None else wide[: stop - start].copy_(rows[start:stop])
-        flat = a.reshape(-1)
-        signal += float(torch.dot(flat, flat))
-        h.sub_(a)
-        d = h.reshape(-1)
-        noise += float(torch.dot(d, d))
+        block_signal, block_noise = block_energies(a, h)
+        signal += block_signal
+        noise += block_noise
     return signal, noise
+
+
+def block_energies(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[float, float]:
+    """``(sum(x**2), sum((x - x_hat)**2))`` of two contiguous float32 blocks, as float32 dots.
+
+    ``x_hat`` is overwritten with the difference (it is the caller's scratch).
+    """
+    flat = x.reshape(-1)
+    x_hat.sub_(x)
+    d = x_hat.reshape(-1)
+    return float(torch.dot(flat, flat)), float(torch.dot(d, d))

@@ -13,6 +13,7 @@ from mono_quant.core._affine import (
 from mono_quant.core._dtypes import QuantDtype
 from mono_quant.core._errors import QParamsError
 from mono_quant.core._granularity import Granularity
+from mono_quant.core._kernels import block_energies
 from mono_quant.core._packing import pack as pack_codes
 from mono_quant.core._packing import unpack as unpack_codes
 from mono_quant.core._qparams import QParams
@@ -83,7 +84,7 @@ def dequantize(
                     f"{label} have shape {tuple(q.shape)}, but shape={shape} was given and "
                     f"{qd.name!r} is not packed: pass the codes of that shape."
                 )
-        elif qparams.is_float or not qparams.affine:
+        elif not qparams.affine:
             q = unpack_codes(q, qd, shape)
         else:
             return dequantize_affine(q, qparams, out_dtype=dtype, name=name, out=out, packed=(qd, shape))
@@ -131,9 +132,10 @@ def quantization_error(
     noise = 0.0
     for start in range(0, flat.numel(), _CHUNK):
         a = flat[start : start + _CHUNK].to(torch.float32)
-        signal += float(torch.dot(a, a))
-        d = a - x_hat[start : start + _CHUNK]
-        noise += float(torch.dot(d, d))
+        # A copy: a scheme's dequantize may hand back memory that is not ours to overwrite.
+        block_signal, block_noise = block_energies(a, x_hat[start : start + _CHUNK].clone())
+        signal += block_signal
+        noise += block_noise
     return signal, noise
 
 

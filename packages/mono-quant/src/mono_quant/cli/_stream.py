@@ -11,7 +11,7 @@ from mono_quant.cli._progress import Progress
 from mono_quant.cli._report import TensorReport
 from mono_quant.cli._source import Shard, Source, TensorInfo
 from mono_quant.cli._tensor import QuantizedTensor, quantize_tensor
-from mono_quant.core import NonFiniteError, check_finite
+from mono_quant.core import NonFiniteError
 
 __all__ = ["Sink", "run"]
 
@@ -67,10 +67,8 @@ def _one(info: TensorInfo, tensor: torch.Tensor, plan: Plan, sink: Sink) -> Tens
         after = sink.copy(name, tensor)
         return TensorReport(name, info.shape, dtype, "copied", info.nbytes, after, reason=reason)
     try:
-        if plan.dtype.is_float:  # a plain cast: no scheme sees the values, so check them here
-            check_finite(tensor, name=name)
-        # Min/max schemes raise NonFiniteError on their own (NaN and inf show up in the
-        # range for free); quantize_tensor also refuses non-finite energies as a backstop.
+        # Every scheme raises NonFiniteError on its own (core's contract, float targets
+        # included); quantize_tensor also refuses non-finite energies as a backstop.
         qt, signal, noise = quantize_tensor(tensor, plan.scheme, plan.dtype, plan.granularity, name=name)
     except NonFiniteError as exc:
         if plan.nonfinite != "skip":
