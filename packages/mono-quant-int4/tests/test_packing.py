@@ -197,6 +197,10 @@ def test_dequantize_of_the_packed_storage_equals_dequantize_of_the_codes(
     buffer = torch.full(shape, float("nan"))
     assert dequantize(packed, qp, shape=torch.Size(shape), out=buffer) is buffer
     assert torch.equal(buffer, expected)
+    if len(shape) == 2:  # a non-contiguous buffer is filled too
+        strided = torch.full(shape[::-1], float("nan")).t()
+        assert dequantize(packed, qp, shape=shape, out=strided) is strided
+        assert torch.equal(strided, expected)
 
 
 def test_dequantize_of_a_packed_buffer_that_does_not_fit_raises() -> None:
@@ -205,6 +209,8 @@ def test_dequantize_of_a_packed_buffer_that_does_not_fit_raises() -> None:
     expected = r"must be uint8 of shape \(4, 64\); got torch.uint8 of shape \(4, 32\)"
     with pytest.raises(MonoQuantError, match=expected):
         dequantize(packed[:, :32], qp, shape=(4, 128))
+    with pytest.raises(MonoQuantError, match=r"out must be a torch.float32 tensor of shape \(4, 128\)"):
+        dequantize(packed, qp, shape=(4, 128), out=torch.empty(4, 127))
 
 
 def test_quantize_with_pack_on_a_1d_tensor_per_channel() -> None:

@@ -182,7 +182,10 @@ def read_tensor(
     if buffer is None:
         raw = torch.empty(entry.nbytes, dtype=torch.uint8)
     elif buffer.dtype != torch.uint8 or buffer.dim() != 1 or buffer.numel() < entry.nbytes:
-        raise ValueError(f"the buffer for {name!r} must be 1-D uint8 of at least {entry.nbytes} bytes")
+        raise ValueError(
+            f"the buffer for {name!r} must be 1-D uint8 of at least {entry.nbytes} bytes; got "
+            f"{buffer.dtype} of shape {tuple(buffer.shape)}"
+        )
     else:
         raw = buffer[: entry.nbytes]
     view = raw.numpy().data
