@@ -99,6 +99,7 @@ def test_sharded_in_gives_sharded_out_with_index_and_other_files(tmp_path, shard
     quantize_checkpoint(sharded, out, scheme="symmetric")
     check()
     assert sorted(p.name for p in out.iterdir()) == [
+        ".mono-quant-output.json",
         "config.json",
         "model-00001-of-00002.safetensors",
         "model-00002-of-00002.safetensors",

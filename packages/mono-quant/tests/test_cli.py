@@ -175,12 +175,12 @@ def test_verbose_adds_the_traceback_to_the_one_line_error(tmp_path, ckpt):
 
 
 def test_an_unexpected_exception_is_exit_1_and_asks_for_a_report(tmp_path, ckpt, monkeypatch):
-    import mono_quant.cli._cli as cli
+    import mono_quant.cli._api as api
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("oops")
 
-    monkeypatch.setattr(cli, "quantize_checkpoint", broken)
+    monkeypatch.setattr(api, "quantize_checkpoint", broken)
     code, _, err = run("quantize", ckpt, "-o", tmp_path / "q.safetensors")
     assert code == 1 and "internal error: ZeroDivisionError: oops" in err and "--verbose" in err
 
@@ -226,14 +226,14 @@ def test_the_console_script_is_installed():
 
 
 def test_plugins_shows_a_broken_plugin_with_its_cause(monkeypatch):
-    import mono_quant.cli._cli as cli
+    import mono_quant.core as core
     from mono_quant.core import PluginRecord, PluginReport, plugin_report
 
     broken = PluginRecord(
         "bad", "mono-quant-bad", "9.9", "broken", error="failed to import 'bad': ImportError: nope"
     )
     fake = PluginReport((*plugin_report().plugins, broken), ("scheme 'x' is registered twice",))
-    monkeypatch.setattr(cli, "plugin_report", lambda: fake)
+    monkeypatch.setattr(core, "plugin_report", lambda: fake)
     code, out, _ = run("plugins")
     assert code == 0
     assert "mono-quant-bad 9.9 [bad]: broken; error: failed to import 'bad': ImportError: nope" in out
@@ -242,3 +242,217 @@ def test_plugins_shows_a_broken_plugin_with_its_cause(monkeypatch):
     assert data["plugins"][-1]["status"] == "broken" and data["conflicts"] == [
         "scheme 'x' is registered twice"
     ]
+
+
+def test_short_options_f_and_q(tmp_path, ckpt):
+    target = tmp_path / "q.safetensors"
+    assert run("quantize", ckpt, "-o", target, "-q") == (0, "", "")
+    assert run("quantize", ckpt, "-o", target, "-q", "-f", "--scheme", "symmetric") == (0, "", "")
+    assert load_quantized(target)[load_quantized(target).quantized_names[0]].qparams.scheme == "symmetric"
+
+
+def test_messages_name_command_line_flags_not_python_keywords(tmp_path, ckpt):
+    target = tmp_path / "q.safetensors"
+    target.write_bytes(b"x")
+    _, _, err = run("quantize", ckpt, "-o", target)
+    assert "pass --force to replace it" in err and "force=True" not in err
+    _, _, err = run(
+        "quantize", ckpt, "-o", tmp_path / "r.safetensors", "--granularity", "per-tensor", "--axis", "1"
+    )
+    assert "per-tensor takes neither --axis nor --group-size" in err
+
+
+# --- exit codes ---------------------------------------------------------------------------------------
+
+
+def test_every_error_class_maps_to_its_documented_exit_code():
+    import mono_quant.cli as cli
+    import mono_quant.core as core
+    from mono_quant.cli import exit_code_for
+
+    expected = {
+        "MonoQuantError": 2,
+        "UsageError": 2,
+        "CheckpointError": 2,
+        "UnknownDtypeError": 2,
+        "UnknownSchemeError": 2,
+        "UnsupportedDtypeError": 2,
+        "UnsupportedGranularityError": 2,
+        "UnsupportedOptionError": 2,
+        "InputError": 3,
+        "RefusedError": 4,
+        "TensorError": 4,
+        "NonFiniteError": 4,
+        "CastOverflowError": 4,
+        "RangeOverflowError": 4,
+        "AxisError": 4,
+        "GroupSizeError": 4,
+        "EmptyTensorError": 4,
+        "InputDtypeError": 4,
+        "QParamsError": 4,
+        "OutputError": 5,
+        "SchemeContractError": 6,
+        "PluginLoadError": 6,
+        "RegistryConflictError": 6,
+    }
+    errors = {
+        name: getattr(module, name)
+        for module in (core, cli)
+        for name in module.__all__
+        if isinstance(getattr(module, name), type)
+        and issubclass(getattr(module, name), Exception)
+        and not issubclass(getattr(module, name), Warning)
+    }
+    # A new error class needs a decision here (and a row in docs/cli.md).
+    assert set(errors) == set(expected)
+    for name, cls in errors.items():
+        assert exit_code_for(cls("x")) == expected[name], name
+    assert exit_code_for(KeyboardInterrupt()) == 130
+    assert exit_code_for(ZeroDivisionError()) == 1
+    assert set(expected.values()) | {0, 1, 130, 141} == set(EXIT_CODES)
+
+
+def _nan_ckpt(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "nan.safetensors"
+    save_file({"w": torch.tensor([[1.0, float("nan")]])}, path)
+    return path
+
+
+def _huge_ckpt(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "huge.safetensors"
+    save_file({"w": torch.tensor([[1.0, 1e5]])}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        (lambda t, c: ("quantize", c, "-o", t / "q.safetensors", "--group-size", "0"), 2),
+        (lambda t, c: ("quantize", c, "-o", t / "q.safetensors", "--group-size", "-4"), 2),
+        (lambda t, c: ("quantize", c, "-o", t / "q.safetensors", "--scheme", "nope"), 2),
+        (
+            lambda t, c: ("quantize", c, "-o", t / "q.safetensors", "--nondivisible", "pad", "--dtype", "x"),
+            2,
+        ),
+        (lambda t, c: ("quantize", t / "missing.safetensors", "-o", t / "q.safetensors"), 3),
+        (lambda t, c: ("quantize", _nan_ckpt(t), "-o", t / "q.safetensors"), 4),
+        (lambda t, c: ("quantize", _huge_ckpt(t), "-o", t / "q.safetensors", "--dtype", "float16"), 4),
+        (lambda t, c: ("quantize", c, "-o", t / "q.safetensors", "--scheme", "int4-symmetric"), 4),
+        (lambda t, c: ("quantize", c, "-o", c), 5),
+    ],
+    ids=[
+        "group-size-0",
+        "group-size-negative",
+        "unknown-scheme",
+        "unknown-dtype-with-pad",
+        "missing-input",
+        "nan",
+        "float16-overflow",
+        "conv-not-groupable",
+        "output-is-input",
+    ],
+)
+def test_each_kind_of_failure_exits_with_its_documented_code(tmp_path, ckpt, case, code):
+    got, _, err = run(*case(tmp_path, ckpt))
+    assert got == code, err
+    assert err.count("\n") == 1 or err.startswith("usage:"), err
+
+
+# --- the process: fast start, closed pipes -------------------------------------------------------
+
+
+def test_help_version_and_usage_errors_do_not_import_torch():
+    script = (
+        "import io, sys\n"
+        "from mono_quant.cli import main\n"
+        "for argv in (['--help'], ['--version'], ['quantize'], ['dequantize', 'x'], ['inspect', '--nope'],"
+        " ['quantize', 'x', '-o', 'y', '--group-size', '0']):\n"
+        "    try:\n"
+        "        main(argv, stdout=io.StringIO(), stderr=io.StringIO())\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=_env(), timeout=120, check=True
+    )
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def _closed_stdout(*argv):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mono_quant", *map(str, argv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader goes away before anything is printed (like `| head -0`)
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    return proc.returncode, err
+
+
+def test_a_closed_stdout_ends_a_listing_quietly_with_141():
+    assert _closed_stdout("plugins", "--json") == (141, "")
+    # argparse itself ignores a failed write of --help: quiet, and the help was the whole job.
+    assert _closed_stdout("--help") == (0, "")
+
+
+def test_a_closed_stdout_after_the_output_was_written_is_success(tmp_path, ckpt):
+    code, err = _closed_stdout("quantize", ckpt, "-o", tmp_path / "q.safetensors", "--all-tensors")
+    assert (code, err) == (0, "")
+    assert load_quantized(tmp_path / "q.safetensors").quantized_names
+
+
+def test_inspect_counts_the_quantized_weights_of_a_compressed_tensors_shard_given_alone(tmp_path, ckpt):
+    out = tmp_path / "ct"
+    argv = ("quantize", ckpt, "-o", out, "--format", "compressed-tensors", "--scheme", "int4-symmetric")
+    assert run(*argv, "--exclude", "*conv*", "-q")[0] == 0
+    folder = json.loads(run("inspect", out, "--json")[1])
+    (out / "config.json").unlink()  # the shard alone, as a user may copy it
+    alone = json.loads(run("inspect", out / "model.safetensors", "--json")[1])
+    assert folder["totals"]["quantized"] == alone["totals"]["quantized"] == 3
+    rows = {r["name"]: r for r in alone["tensors"]}
+    assert rows["layers.0.fc.weight"]["dtype"] == "int4" and rows["layers.0.fc.weight"]["shape"] == [64, 256]
+
+
+def test_dequantize_dtype_casts_every_floating_tensor_and_keeps_integers(tmp_path, ckpt):
+    run("quantize", ckpt, "-o", tmp_path / "q.safetensors", "-q")
+    assert (
+        run("dequantize", tmp_path / "q.safetensors", "-o", tmp_path / "d.safetensors", "--dtype", "float16")[
+            0
+        ]
+        == 0
+    )
+    out = load_file(tmp_path / "d.safetensors")
+    original = load_file(ckpt)
+    assert {k: v.dtype for k, v in out.items()} == {
+        k: torch.float16 if v.is_floating_point() else v.dtype for k, v in original.items()
+    }
+    assert torch.equal(out["layers.0.fc.bias"], original["layers.0.fc.bias"].half())
+    assert torch.equal(out["position_ids"], original["position_ids"])
+
+
+def test_a_closed_stderr_never_stops_a_run(tmp_path, ckpt):
+    from mono_quant.cli._atomic import _HOST, TEMP_MARKER
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".q.safetensors.{_HOST}-{dead.pid}-abc{TEMP_MARKER}"
+    stale.mkdir()  # its removal is announced on stderr, which nobody reads any more
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mono_quant", "quantize", str(ckpt), "-o", str(tmp_path / "q.safetensors")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    )
+    assert proc.stderr is not None
+    proc.stderr.close()
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"SQNR" in out
+    assert not stale.exists() and load_quantized(tmp_path / "q.safetensors").quantized_names

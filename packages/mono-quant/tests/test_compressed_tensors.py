@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import warnings
 
 import pytest
@@ -11,8 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
-from mono_quant.cli import UsageError, dequantize_state_dict, quantize_checkpoint, quantize_state_dict
+import mono_quant.cli._plan as plan_module
+from mono_quant.cli import RefusedError, dequantize_state_dict, main, quantize_checkpoint, quantize_state_dict
+from mono_quant.cli._formats import compressed_tensors as ct
 from mono_quant.cli._formats.compressed_tensors import pack_int32
+from mono_quant.cli._tensor import QuantizedTensor
+from mono_quant.core import Capabilities, MinMaxScheme, PerGroup, QuantDtype, get_dtype, symmetric_qparams
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -72,6 +78,9 @@ def test_compressed_tensors_decompresses_our_output_bit_for_bit(tmp_path, scheme
     assert set(theirs) == set(sd)
     for name in sd:
         assert theirs[name].dtype == ours[name].dtype and torch.equal(theirs[name], ours[name]), name
+    # The writer's own check decodes as compressed-tensors does.
+    args = next(iter(config["config_groups"].values()))["weights"]
+    assert torch.equal(ct.decode("layer.proj.weight", stored, args), theirs["layer.proj.weight"])
 
 
 def test_symmetric_schemes_drop_the_zero_point_and_say_so(tmp_path):
@@ -119,7 +128,7 @@ def test_layouts_compressed_tensors_cannot_hold_are_refused_before_writing(
     tmp_path, opts, shape, name, match
 ):
     save_file({name: torch.randn(*shape)}, tmp_path / "in.safetensors")
-    with pytest.raises(UsageError, match=match):
+    with pytest.raises(RefusedError, match=match):
         quantize_checkpoint(
             tmp_path / "in.safetensors",
             tmp_path / "ct",
@@ -138,3 +147,70 @@ def test_zero_points_of_few_rows_match_compressed_tensors_packing():
     zp = torch.tensor([[-8, 3, 7], [0, -1, 5]], dtype=torch.int8)
     ours = pack_int32(zp.t().contiguous(), 4).t().contiguous()
     assert torch.equal(ours, ct_helpers.pack_to_int32(zp, 4, packed_dim=0))
+
+
+class CodebookForTests(MinMaxScheme):
+    """A non-affine 4-bit scheme (its own quantize/dequantize), as a third party would write one."""
+
+    name, version = "codebook-for-tests", "0"
+    capabilities = Capabilities(dtypes=("cb4", "int4"), affine=False, default_dtype="cb4")
+
+    def qparams_from_range(self, lo, hi, dtype):
+        return symmetric_qparams(lo, hi, get_dtype("int4"), self.profile)
+
+
+_CB4 = QuantDtype("cb4", 4, True, -8, 7, "int8", affine=False)
+
+
+@pytest.fixture
+def codebook(monkeypatch):
+    real_scheme, real_dtype = plan_module.get_scheme, plan_module.get_dtype
+    scheme = CodebookForTests()
+    monkeypatch.setattr(plan_module, "get_scheme", lambda n: scheme if n == scheme.name else real_scheme(n))
+    monkeypatch.setattr(plan_module, "get_dtype", lambda n: _CB4 if n == "cb4" else real_dtype(n))
+    return scheme
+
+
+@pytest.mark.parametrize(
+    ("dtype", "match"),
+    [
+        ("cb4", "dtype 'cb4' is a codebook \\(affine=False\\)"),
+        ("int4", "scheme 'codebook-for-tests' is not affine"),
+    ],
+)
+def test_a_non_affine_scheme_or_dtype_is_refused_with_exit_4_and_no_output(tmp_path, codebook, dtype, match):
+    save_file({"a.weight": torch.randn(8, 128)}, tmp_path / "in.safetensors")
+    argv = ["quantize", str(tmp_path / "in.safetensors"), "-o", str(tmp_path / "ct")]
+    argv += [
+        "--scheme",
+        codebook.name,
+        "--dtype",
+        dtype,
+        "--format",
+        "compressed-tensors",
+        "--group-size",
+        "32",
+    ]
+    err = io.StringIO()
+    assert main(argv, stdout=io.StringIO(), stderr=err) == 4
+    assert re.search(match, err.getvalue()) and "Formats that can hold" in err.getvalue()
+    assert "--format native" in err.getvalue()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.safetensors"]
+
+
+def test_an_encoding_that_would_decode_differently_is_refused(monkeypatch):
+    qc = quantize_state_dict({"a.weight": torch.randn(8, 64)}, scheme="int4-symmetric", group_size=32)
+    qt = qc["a.weight"]
+    assert isinstance(qt, QuantizedTensor)
+    ct.encode("a.weight", qt, symmetric=True)  # the honest case passes
+    real = QuantizedTensor.dequantize
+
+    def off_by_one_step(self, dtype=None):
+        out = real(self, dtype).clone()
+        out[3, 5] += 0.5
+        return out
+
+    monkeypatch.setattr(QuantizedTensor, "dequantize", off_by_one_step)
+    with pytest.raises(RefusedError, match=r"1 of 512 differ; the first at index \(3, 5\)"):
+        ct.encode("a.weight", qt, symmetric=True)
+    assert isinstance(qt.qparams.granularity, PerGroup)

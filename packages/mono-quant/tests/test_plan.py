@@ -40,10 +40,13 @@ def test_named_granularities_take_axis_and_group_size():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"granularity": "per-channel", "group_size": 8}, "--group-size applies to per-group only"),
+        ({"granularity": "per-channel", "group_size": 8}, "group_size applies to per-group only"),
         ({"granularity": "per-tensor", "axis": 1}, "per-tensor takes neither"),
         ({"granularity": "blockwise"}, "unknown granularity 'blockwise'"),
-        ({"nonfinite": "ignore"}, "nonfinite must be 'raise' or 'skip'"),
+        ({"nonfinite": "ignore"}, "nonfinite must be one of raise, skip; got 'ignore'"),
+        ({"nondivisible": "drop"}, "nondivisible must be one of raise, pad, skip; got 'drop'"),
+        ({"group_size": 0}, "group_size must be a whole number of at least 1; got 0"),
+        ({"group_size": -4}, "group_size must be a whole number of at least 1; got -4"),
     ],
 )
 def test_inconsistent_options_are_usage_errors(kwargs, match):

@@ -37,3 +37,19 @@ def test_the_bar_is_wanted_only_on_a_terminal_outside_ci_without_quiet(monkeypat
     assert progress_wanted(False, io.StringIO()) is False
     monkeypatch.setenv("CI", "true")
     assert progress_wanted(False, Tty()) is False
+
+
+def test_dequantize_counts_the_tensors_and_bytes_it_writes(tmp_path, ckpt, capsys):
+    from safetensors.torch import load_file
+
+    from mono_quant.cli import dequantize_checkpoint, quantize_checkpoint
+
+    quantize_checkpoint(ckpt, tmp_path / "q.safetensors", scheme="int4-symmetric", nondivisible="skip")
+    capsys.readouterr()
+    dequantize_checkpoint(tmp_path / "q.safetensors", tmp_path / "d.safetensors", progress=True)
+    written = load_file(tmp_path / "d.safetensors")
+    total = sum(t.numel() * t.element_size() for t in written.values())
+    last = capsys.readouterr().err.rstrip("\n").split("\r")[-1]
+    n = len(written)
+    assert f"{n}/{n} tensors" in last, last
+    assert last.count(f"{total / 1024:.1f} KiB") == 2, (last, total)

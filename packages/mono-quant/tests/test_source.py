@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from collections import OrderedDict
 
@@ -69,10 +70,24 @@ class NotATensor:
 def test_a_pickle_that_needs_code_is_refused_with_an_explanation(tmp_path):
     path = tmp_path / "model.bin"
     torch.save({"w": torch.ones(2), "obj": NotATensor()}, path)
-    with pytest.raises(
-        InputError, match=r"needs more than tensors to load \(Unsupported global: GLOBAL .*NotATensor"
-    ):
+    with pytest.raises(InputError, match=r"was refused: loading it needs .*NotATensor, so it is not a plain"):
         open_source(path)
+
+
+class Payload:
+    """What an attacker pickles: unpickling it would run a shell command."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_a_pickle_with_a_code_payload_is_refused_as_unsafe_not_as_corrupt(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.ones(2), "x": Payload()}, path)
+    with pytest.raises(InputError) as info:
+        open_source(path)
+    assert "was refused: loading it needs posix.system" in str(info.value) or "nt.system" in str(info.value)
+    assert "could run code" in str(info.value) and "corrupt" not in str(info.value)
 
 
 def test_a_nested_checkpoint_says_how_to_extract_it(tmp_path):
@@ -82,12 +97,22 @@ def test_a_nested_checkpoint_says_how_to_extract_it(tmp_path):
         open_source(path)
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-def test_a_damaged_pickle_is_an_input_error(tmp_path):
+def test_a_truncated_pickle_is_called_damaged_not_unsafe(tmp_path):
     path = tmp_path / "model.pt"
-    path.write_bytes(pickle.dumps([1, 2])[:5])
-    with pytest.raises(InputError, match="not a readable PyTorch state dict"):
+    torch.save({"w": torch.ones(1000)}, path)
+    path.write_bytes(path.read_bytes()[:700])
+    with pytest.raises(
+        InputError, match=r"not a readable PyTorch state dict .*; it may be truncated or corrupt"
+    ):
         open_source(path)
+
+
+def test_a_raw_pickle_is_refused_without_a_torch_warning(tmp_path, recwarn):
+    path = tmp_path / "model.pt"
+    path.write_bytes(pickle.dumps({"w": [1, 2]}, protocol=4))
+    with pytest.raises(InputError, match=r"was refused: it is not a state dict written by torch\.save"):
+        open_source(path)
+    assert [str(w.message) for w in recwarn] == []
 
 
 def test_a_missing_path_is_an_input_error(tmp_path):

@@ -1,5 +1,5 @@
 """``python -m mono_quant``: the same as the ``mono-quant`` command."""
 
-from mono_quant.cli import main
+from mono_quant.cli._console import run
 
-raise SystemExit(main())
+run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.metadata as md
 import time
 from collections.abc import Iterable, Mapping
@@ -9,19 +10,27 @@ from pathlib import Path
 
 import torch
 
-from mono_quant.cli._atomic import atomic_output
+from mono_quant.cli._atomic import Target, atomic_outputs
 from mono_quant.cli._checkpoint import QuantizedCheckpoint
-from mono_quant.cli._errors import UsageError
+from mono_quant.cli._errors import TensorError, UsageError
 from mono_quant.cli._formats import compressed_tensors as ct
 from mono_quant.cli._formats import native
-from mono_quant.cli._plan import DEFAULT_SCHEME, DEFAULT_SQNR_THRESHOLD, NonFinite, Plan, make_plan
+from mono_quant.cli._options import FORMATS, option
+from mono_quant.cli._plan import (
+    DEFAULT_SCHEME,
+    DEFAULT_SQNR_THRESHOLD,
+    NonDivisible,
+    NonFinite,
+    Plan,
+    make_plan,
+)
 from mono_quant.cli._progress import Progress
 from mono_quant.cli._report import Report
 from mono_quant.cli._select import select_modules
 from mono_quant.cli._sinks import FileSink, MemorySink
 from mono_quant.cli._source import Source, open_source, source_from_state_dict
 from mono_quant.cli._stream import run
-from mono_quant.core import Granularity, GranuleLayout
+from mono_quant.core import Granularity, GranuleLayout, PerGroup
 
 __all__ = [
     "FORMATS",
@@ -29,11 +38,7 @@ __all__ = [
     "quantize_checkpoint",
     "quantize_model",
     "quantize_state_dict",
-    "write_report",
 ]
-
-#: Output formats of ``quantize_checkpoint`` / ``mono-quant quantize --format``.
-FORMATS = (native.FORMAT, ct.FORMAT)
 
 
 def _version(dist: str) -> str:
@@ -55,21 +60,49 @@ def producer(plan: Plan | None = None) -> dict[str, str]:
     return out
 
 
-def _preflight(source: Source, plan: Plan, fmt: str) -> None:
-    """Fail on option/tensor mismatches from the headers alone, before any data is read."""
+def _preflight(source: Source, plan: Plan, fmt: str) -> list[str]:
+    """Fail on option/tensor mismatches from the headers alone, before any data is read; return notes."""
+    for pattern in plan.selection.include:
+        if not any(fnmatch.fnmatchcase(i.name, pattern) for i in source.infos):
+            sample = ", ".join(repr(i.name) for i in source.infos[:3])
+            raise UsageError(
+                f"{option('include', pattern)} matches no tensor of {source.path or source.input_paths[0]} "
+                f"(names look like {sample}); nothing would be quantized. Check the pattern (fnmatch syntax, "
+                f"matched against the full name)."
+            )
+    if fmt == ct.FORMAT:
+        ct.check_scheme(plan.scheme, plan.dtype)
+    notes = [
+        f"{option('exclude', pattern)} matched no tensor"
+        for pattern in plan.selection.exclude
+        if not any(fnmatch.fnmatchcase(i.name, pattern) for i in source.infos)
+    ]
     for info in source.infos:
         if fmt == native.FORMAT:
             native.check_name(info.name)
         wanted, _ = plan.selection.decide(info.name, info.dtype, info.shape)
-        if not wanted:
+        if not wanted or plan.dtype.is_float:
             continue
-        if not plan.dtype.is_float:
-            # Axis range and group-size fit, with the tensor's name in the message.
-            GranuleLayout.of(
-                info.shape, plan.granularity, nondivisible=plan.scheme.nondivisible, name=info.name
+        misfit = plan.group_misfit(info.shape)
+        if misfit is not None and plan.nondivisible == "skip":
+            continue
+        if misfit is not None and plan.nondivisible == "raise":
+            gs = plan.granularity.group_size if isinstance(plan.granularity, PerGroup) else 0
+            raise TensorError(
+                f"{info.name!r} (shape {info.shape}): {misfit}. Pick a {option('group_size', None)} that "
+                f"divides it, leave the tensor out ({option('exclude', info.name)}), or pass "
+                f"{option('nondivisible', 'skip')} to copy such tensors unquantized"
+                + (
+                    f" or {option('nondivisible', 'pad')} to make the last group partial."
+                    if "pad" in plan.scheme.capabilities.nondivisible and gs
+                    else "."
+                )
             )
+        # Axis range (and the padded group count), with the tensor's name in the message.
+        GranuleLayout.of(info.shape, plan.granularity, nondivisible=plan.scheme.nondivisible, name=info.name)
         if fmt == ct.FORMAT:
             ct.check(info.name, info.shape, plan.dtype, plan.granularity)
+    return notes
 
 
 def quantize_checkpoint(
@@ -86,6 +119,7 @@ def quantize_checkpoint(
     exclude: Iterable[str] = (),
     format: str = native.FORMAT,
     nonfinite: NonFinite = "raise",
+    nondivisible: NonDivisible = "raise",
     sqnr_threshold: float = DEFAULT_SQNR_THRESHOLD,
     force: bool = False,
     report: str | Path | None = None,
@@ -97,8 +131,11 @@ def quantize_checkpoint(
     ``*.safetensors.index.json``, or holding one ``.safetensors``), or a
     ``.pt``/``.bin`` state dict (``weights_only=True``). A file in gives a file
     out (native); a folder in, or ``format="compressed-tensors"``, gives a folder.
-    The output is written atomically; it must not exist unless ``force``.
-    Returns the :class:`Report`; ``report`` also writes it as JSON.
+    The output (and ``report``, the report as JSON) is checked before any work,
+    written to a temporary entry beside it and published only when the run
+    succeeds; an existing one is replaced only with ``force``, and only if it is
+    a file or a folder mono-quant wrote (``docs/cli.md`` has the exact rules).
+    Returns the :class:`Report`.
 
     >>> import tempfile, torch
     >>> from pathlib import Path
@@ -122,18 +159,26 @@ def quantize_checkpoint(
         include=include,
         exclude=exclude,
         nonfinite=nonfinite,
+        nondivisible=nondivisible,
         sqnr_threshold=sqnr_threshold,
     )
     source = open_source(input)
-    _preflight(source, plan, format)
     out = Path(output)
-    report_path = Path(report) if report is not None else None
-    protect = source.input_paths
     folder = source.kind == "folder" or format == ct.FORMAT
+    if folder and out.name.endswith(".safetensors"):
+        why = "the input is a folder" if source.kind == "folder" else f"the {format} format is a folder"
+        raise UsageError(
+            f"the output {out} would be a folder ({why}) named like a file; choose a folder name "
+            f"without .safetensors."
+        )
+    notes = _preflight(source, plan, format)
+    targets = [Target(out, folder, force, "output")]
+    if report is not None:
+        targets.append(Target(Path(report), False, force, "report"))
     bar = Progress(len(source.infos), sum(i.nbytes for i in source.infos), enabled=progress)
-    with atomic_output(out, force=force, directory=folder, protect=protect) as tmp:
+    with atomic_outputs(targets, protect=source.input_paths) as tmps:
         sink = FileSink(
-            tmp,
+            tmps[0],
             fmt=format,
             producer=producer(plan),
             source=source,
@@ -148,30 +193,25 @@ def quantize_checkpoint(
             raise
         finally:
             bar.close()
-    result = Report(
-        tensors,
-        plan=plan.describe(),
-        input=str(input),
-        output=str(output),
-        format=format,
-        wall_time_s=time.perf_counter() - start,
-        input_file_bytes=source.file_bytes,
-        output_file_bytes=sink.file_bytes,
-    )
-    if report_path is not None:
-        write_report(result, report_path, protect=[*protect, out])
+        result = Report(
+            tensors,
+            plan=plan.describe(),
+            input=str(input),
+            output=str(output),
+            format=format,
+            wall_time_s=time.perf_counter() - start,
+            input_file_bytes=source.file_bytes,
+            output_file_bytes=sink.file_bytes,
+            notes=notes,
+        )
+        if report is not None:
+            result.write_json(tmps[1])
     return result
-
-
-def write_report(report: Report, path: Path, *, protect: Iterable[Path] = ()) -> None:
-    """Write ``report`` as JSON to ``path`` atomically (replacing an older report)."""
-    with atomic_output(path, force=True, protect=list(protect)) as tmp:
-        report.write_json(tmp)
 
 
 def _quantize_source(source: Source, plan: Plan, notes: list[str]) -> QuantizedCheckpoint:
     start = time.perf_counter()
-    _preflight(source, plan, "memory")
+    notes = [*notes, *_preflight(source, plan, "memory")]
     sink = MemorySink()
     tensors = run(source, plan, sink)
     report = Report(
@@ -197,6 +237,7 @@ def quantize_state_dict(
     include: Iterable[str] = (),
     exclude: Iterable[str] = (),
     nonfinite: NonFinite = "raise",
+    nondivisible: NonDivisible = "raise",
     sqnr_threshold: float = DEFAULT_SQNR_THRESHOLD,
 ) -> QuantizedCheckpoint:
     """Quantize a state dict in memory, selecting tensors as ``quantize_checkpoint`` does.
@@ -218,6 +259,7 @@ def quantize_state_dict(
         include=include,
         exclude=exclude,
         nonfinite=nonfinite,
+        nondivisible=nondivisible,
         sqnr_threshold=sqnr_threshold,
     )
     return _quantize_source(source_from_state_dict(state_dict), plan, [])
@@ -236,6 +278,7 @@ def quantize_model(
     profile: str | None = None,
     exclude: Iterable[str] = (),
     nonfinite: NonFinite = "raise",
+    nondivisible: NonDivisible = "raise",
     sqnr_threshold: float = DEFAULT_SQNR_THRESHOLD,
 ) -> QuantizedCheckpoint:
     """Quantize the weights of a model's modules, selected by module type; the model is not modified.
@@ -261,6 +304,7 @@ def quantize_model(
         exclude=exclude,
         names=names,
         nonfinite=nonfinite,
+        nondivisible=nondivisible,
         sqnr_threshold=sqnr_threshold,
     )
     notes = [f"module {name or '<root>'!r} not quantized: {why}" for name, why in passed]

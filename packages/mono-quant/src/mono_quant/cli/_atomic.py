@@ -1,26 +1,152 @@
-"""Atomic output: write into a temporary path beside the target, fsync, then rename."""
+"""Atomic, exclusive output: each target is written into a private temporary entry, then renamed into place.
+
+The rules (``docs/cli.md`` states them word for word):
+
+- An existing target is replaced only with ``force``, and only if it is a
+  regular file, an empty folder, or a folder mono-quant wrote (its manifest,
+  :data:`MANIFEST`, lists exactly the files in it, with their sizes). A
+  symbolic link, a device, a FIFO or a socket is never replaced, nor the
+  current folder, an ancestor of it, the home folder or ``/``.
+- Publishing is a rename that happens only after every file is complete and
+  fsynced. Without ``force`` it never replaces: a target that appeared while
+  the run worked (another writer) makes this run fail, leaving that target as
+  it is. With ``force`` the old target is swapped out atomically and removed
+  only once every target of the run is published; if one of several targets
+  (output, report) cannot be published, those already published are put back.
+- Temporary entries are named ``.<name>.<host>-<pid>-<random>.mono-quant-tmp``:
+  one per target, in the target's folder. A run killed with SIGKILL leaves
+  that entry; the next run writing into the same folder removes entries whose
+  process is gone and says so.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import json
 import os
+import re
 import shutil
+import socket
+import stat
+import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from mono_quant.cli._errors import OutputError
+from mono_quant.cli._errors import LeftoverWarning, OutputError
+from mono_quant.cli._interrupt import work_ended, work_starts
+from mono_quant.cli._options import MANIFEST, option
 
-__all__ = ["TEMP_MARKER", "atomic_output", "check_output"]
+__all__ = ["MANIFEST", "TEMP_MARKER", "Target", "atomic_output", "atomic_outputs", "check_output"]
 
-#: Part of every temporary name, so leftovers of a killed process are recognisable.
+#: Suffix of every temporary entry, so leftovers of a killed process are recognisable.
 TEMP_MARKER = ".mono-quant-tmp"
 
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+_TEMP_NAME = re.compile(
+    r"^\..*\.(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[A-Za-z0-9_]+" + re.escape(TEMP_MARKER) + "$"
+)
 
-def check_output(target: Path, *, force: bool, directory: bool, protect: Sequence[Path] = ()) -> None:
-    """Refuse an output that would overwrite an input, exists without ``force``, or has no folder.
+
+@dataclass(frozen=True)
+class Target:
+    """One path a run publishes: ``directory`` says whether it is a folder; ``role`` names it in messages."""
+
+    path: Path
+    directory: bool = False
+    force: bool = False
+    role: str = "output"
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISREG, "a file"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` made absolute with its folder resolved, but its last component kept (a link stays a link)."""
+    return Path(os.path.abspath(path)).parent.resolve() / Path(os.path.abspath(path)).name
+
+
+def _protected_folders() -> list[tuple[Path, str]]:
+    out = [(Path("/"), "the root folder")]
+    with contextlib.suppress(OSError, RuntimeError):
+        out.append((Path.home().resolve(), "your home folder"))
+    with contextlib.suppress(OSError):
+        out.append((Path.cwd().resolve(), "the current folder"))
+    return out
+
+
+def foreign_content(folder: Path) -> str | None:
+    """Why replacing ``folder`` could destroy what mono-quant did not write, or ``None`` if it cannot.
+
+    ``None`` for an empty folder (empty subfolders included) and for a folder whose
+    manifest lists every file in it with its size.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> foreign_content(d) is None
+    True
+    >>> _ = (d / "notes.txt").write_text("mine")
+    >>> foreign_content(d)
+    'it holds notes.txt, and mono-quant did not write this folder (no .mono-quant-output.json)'
+    """
+    found: dict[str, int] = {}
+    for root, dirs, files in os.walk(folder):
+        for name in sorted(dirs) + sorted(files):
+            p = Path(root) / name
+            rel = p.relative_to(folder).as_posix()
+            mode = os.lstat(p).st_mode
+            if stat.S_ISDIR(mode):
+                continue
+            if not stat.S_ISREG(mode):
+                return f"it holds {rel}, which is {_kind(mode)}"
+            if rel != MANIFEST:
+                found[rel] = os.lstat(p).st_size
+    manifest = folder / MANIFEST
+    if not found and not manifest.exists():
+        return None
+    if not manifest.is_file():
+        first = sorted(found)[0]
+        return f"it holds {first}, and mono-quant did not write this folder (no {MANIFEST})"
+    try:
+        listed = json.loads(manifest.read_text())["files"]
+        if not isinstance(listed, dict):
+            raise TypeError("'files' is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"its {MANIFEST} is not readable ({exc})"
+    for rel, size in sorted(found.items()):
+        if rel not in listed:
+            return f"it holds {rel}, which mono-quant did not write there"
+        if listed[rel] != size:
+            return f"{rel} changed since mono-quant wrote it ({listed[rel]} bytes then, {size} now)"
+    return None
+
+
+def check_output(
+    target: Path,
+    *,
+    force: bool,
+    directory: bool,
+    protect: Sequence[Path] = (),
+    role: str = "output",
+) -> None:
+    """Refuse a target this run must not write: see the module's rules. Raises :class:`OutputError`.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -30,70 +156,344 @@ def check_output(target: Path, *, force: bool, directory: bool, protect: Sequenc
     ...
     mono_quant.cli._errors.OutputError: the output folder ... does not exist; create it first ...
     """
-    resolved = target.resolve()
+    path = _absolute(target)
     for p in protect:
-        src = p.resolve()
-        if src == resolved or resolved in src.parents:
+        src = _absolute(p).resolve()
+        if src == path.resolve() or path.resolve() in src.parents:
             raise OutputError(
-                f"the output {target} would overwrite the input {p}; mono-quant never modifies its "
-                f"input: choose another output path."
+                f"the {role} {target} would overwrite the input {p}; mono-quant never modifies its "
+                f"input: choose another path."
             )
-    parent = resolved.parent
+        if src.is_dir() and src in path.parents:
+            raise OutputError(
+                f"the {role} {target} is inside the input folder {p}; mono-quant never writes into its "
+                f"input (a later run would copy it along as part of the model): choose a path outside it."
+            )
+    parent = path.parent
     if not parent.is_dir():
         raise OutputError(
-            f"the output folder {target.parent} does not exist; create it first "
-            f"or choose another output path."
+            f"the {role} folder {target.parent} does not exist; create it first or choose another path."
         )
-    if target.exists() or target.is_symlink():
-        if not force:
-            raise OutputError(f"{target} already exists; pass --force (force=True) to replace it.")
-        if directory != target.is_dir():
-            want, have = ("a folder", "a file") if directory else ("a file", "a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"cannot write the {role} {target}: its folder {target.parent} is not writable; "
+            f"choose a writable location. Nothing was written."
+        )
+    if directory:
+        here = path.resolve()
+        for folder, what in _protected_folders():
+            if here == folder or (what == "the current folder" and here in folder.parents):
+                raise OutputError(
+                    f"the {role} {target} is {what}"
+                    + (" (or a folder above it)" if what == "the current folder" else "")
+                    + f"; mono-quant never replaces it, not even with {option('force')}. "
+                    f"Write to a new subfolder instead."
+                )
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    mode = st.st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise OutputError(
+            f"the {role} {target} is {_kind(mode)}; mono-quant replaces only regular files and folders it "
+            f"wrote, not even with {option('force')}. Choose another path."
+        )
+    if directory != stat.S_ISDIR(mode):
+        want, have = ("a folder", "a file") if directory else ("a file", "a folder")
+        raise OutputError(f"{target} is {have} but this {role} is {want}; remove it or choose another path.")
+    if not force:
+        raise OutputError(f"{target} already exists; pass {option('force')} to replace it.")
+    if directory:
+        why = foreign_content(path)
+        if why is not None:
             raise OutputError(
-                f"{target} is {have} but this output is {want}; remove it or choose another output path."
+                f"{target} exists and {why}; {option('force')} replaces only a folder mono-quant wrote "
+                f"(or an empty one), so nothing of yours is deleted. Move it away or choose another path."
             )
+
+
+# --- temporary entries ---------------------------------------------------------------------------
+
+
+def _temp_dir(target: Path) -> Path:
+    prefix = f".{target.name[:100]}.{_HOST}-{os.getpid()}-"
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=TEMP_MARKER, dir=target.parent))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    # mkdtemp is private (0700); a published folder gets the usual umask mode.
+    os.chmod(tmp, 0o777 & ~mask)
+    return tmp
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path) -> list[str]:
+    """Remove temporary entries in ``folder`` left by mono-quant runs on this host whose process is gone.
+
+    Only entries named like this module's temporary entries, owned by this user,
+    are considered; each removal is reported with a :class:`LeftoverWarning`.
+    Returns the names removed.
+    """
+    removed: list[str] = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = _TEMP_NAME.match(name)
+        if m is None or m["host"] != _HOST:
+            continue
+        pid = int(m["pid"])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        p = folder / name
+        try:
+            st = os.lstat(p)
+        except OSError:
+            continue
+        if st.st_uid != os.getuid() or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            continue
+        _remove(p)
+        if not os.path.lexists(p):
+            removed.append(name)
+            warnings.warn(
+                f"removed {p}, a temporary entry left by an interrupted mono-quant run (process {pid}, "
+                f"which no longer exists).",
+                LeftoverWarning,
+                stacklevel=2,
+            )
+    return removed
+
+
+# --- publishing ----------------------------------------------------------------------------------
+
+_RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _libc_renameat2() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_renameat2_fn = _libc_renameat2()
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> bool:
+    """Linux ``renameat2``: True when done, False when this system or filesystem lacks it; else OSError."""
+    if _renameat2_fn is None:
+        return False
+    if _renameat2_fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(src), None, str(dst))
+
+
+def _publish_new(payload: Path, target: Path, directory: bool) -> None:
+    """Rename ``payload`` to ``target`` only if nothing is there (EEXIST otherwise)."""
+    if _renameat2(payload, target, _RENAME_NOREPLACE):
+        return
+    if not directory:
+        try:
+            os.link(payload, target)  # fails with EEXIST if target exists
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                raise
+        else:
+            os.unlink(payload)
+            return
+    else:
+        os.mkdir(target)  # exclusive: EEXIST if another writer was first
+        try:
+            os.rename(payload, target)  # onto our own empty folder
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.rmdir(target)
+            raise
+        return
+    # No renameat2 and no hard links (some network or FUSE filesystems): check, then rename.
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target))
+    os.rename(payload, target)
+
+
+def _swap(payload: Path, target: Path, aside: Path) -> Callable[[], None]:
+    """Replace ``target`` by ``payload``; return the undo. The old target ends at ``payload`` or ``aside``."""
+    if _renameat2(payload, target, _RENAME_EXCHANGE):
+
+        def swap_back() -> None:
+            _renameat2(payload, target, _RENAME_EXCHANGE)
+
+        return swap_back
+    # No atomic exchange here: move the old target aside, then rename the new one in.
+    os.rename(target, aside)
+    try:
+        os.rename(payload, target)
+    except BaseException:
+        os.rename(aside, target)
+        raise
+
+    def undo() -> None:
+        _remove(target)
+        os.rename(aside, target)
+
+    return undo
+
+
+class _Pending:
+    """One target being written: its private temporary folder and what is yielded to the caller."""
+
+    def __init__(self, spec: Target) -> None:
+        self.spec = spec
+        self.target = _absolute(spec.path)
+        self.tmp = _temp_dir(self.target)
+        # A folder target is the temporary folder itself; a file is written inside it.
+        self.payload = self.tmp if spec.directory else self.tmp / self.target.name
+        if not spec.directory:
+            self.payload.touch()
+        # Where the fallback of an atomic exchange moves a replaced target (a name of the same pattern).
+        self.aside = (
+            self.tmp.with_name(self.tmp.name.removesuffix(TEMP_MARKER) + "old" + TEMP_MARKER)
+            if spec.directory
+            else self.tmp / (self.target.name + ".previous")
+        )
+        self.undo: Callable[[], None] | None = None
+
+    def seal(self) -> None:
+        """Write the manifest of a folder and fsync everything."""
+        if self.spec.directory:
+            _write_manifest(self.payload)
+        _fsync_tree(self.payload)
+
+    def publish(self, protect: Sequence[Path]) -> None:
+        spec = self.spec
+        appeared = OutputError(
+            f"{spec.path} appeared while this run was working (another process wrote it); it was left as "
+            f"it is and this run's {spec.role} was discarded. Nothing was written."
+        )
+        if not spec.force and os.path.lexists(self.target):
+            raise appeared
+        # Checked again now: the target may have changed while the run worked.
+        check_output(spec.path, force=spec.force, directory=spec.directory, protect=protect, role=spec.role)
+        if spec.force and os.path.lexists(self.target):
+            self.undo = _swap(self.payload, self.target, self.aside)
+        else:
+            try:
+                _publish_new(self.payload, self.target, spec.directory)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                raise appeared from exc
+            target = self.target
+            self.undo = lambda: _remove(target)
+        _fsync_dir(self.target.parent)
+
+    def discard(self) -> None:
+        _remove(self.tmp)
+        _remove(self.aside)
+
+
+def _write_manifest(folder: Path) -> None:
+    files = {}
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            p = Path(root) / name
+            files[p.relative_to(folder).as_posix()] = p.stat().st_size
+    data = {"written_by": "mono-quant", "files": dict(sorted(files.items()))}
+    (folder / MANIFEST).write_text(json.dumps(data, indent=1) + "\n")
+
+
+@contextmanager
+def atomic_outputs(targets: Sequence[Target], *, protect: Sequence[Path] = ()) -> Iterator[list[Path]]:
+    """Yield one temporary path per target (a file, or a folder); publish them all only on success.
+
+    Every target is checked before anything is created (:func:`check_output`),
+    stale temporary entries of killed runs are removed from the targets' folders,
+    and each target gets a private temporary folder beside it. On success every
+    file is fsynced and the targets are published in order; if one cannot be,
+    those already published are put back as they were. On any exception,
+    KeyboardInterrupt included, the temporary entries are removed and the
+    exception propagates, so a failed or interrupted run leaves no partial
+    output. OSErrors become :class:`OutputError` with a one-line message.
+    """
+    for i, spec in enumerate(targets):
+        for other in targets[:i]:
+            a, b = _absolute(spec.path), _absolute(other.path)
+            if a == b or (other.directory and b in a.parents) or (spec.directory and a in b.parents):
+                raise OutputError(
+                    f"the {spec.role} {spec.path} and the {other.role} {other.path} overlap; "
+                    f"give them separate paths."
+                )
+    for spec in targets:
+        check_output(spec.path, force=spec.force, directory=spec.directory, protect=protect, role=spec.role)
+    work_starts()  # from here a signal raises KeyboardInterrupt, so the clean-up below runs
+    for folder in sorted({_absolute(s.path).parent for s in targets}):
+        remove_stale_temps(folder)
+    pending: list[_Pending] = []
+    published: list[_Pending] = []
+    try:
+        try:
+            for spec in targets:
+                pending.append(_Pending(spec))
+        except OSError as exc:
+            raise _output_error(exc, targets[len(pending)].path) from exc
+        yield [p.payload for p in pending]
+        for p in pending:
+            p.seal()
+        for p in pending:
+            p.publish(protect)
+            published.append(p)
+    except BaseException as exc:
+        for p in reversed(published):
+            if p.undo is not None:
+                with contextlib.suppress(OSError):
+                    p.undo()
+        for p in pending:
+            p.discard()
+        work_ended(published=False)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            where = next((p.spec.path for p in pending if p not in published), targets[0].path)
+            raise _output_error(exc, where) from exc
+        raise
+    work_ended(published=True)
+    for p in pending:  # the old outputs that were replaced, and empty temporary folders
+        p.discard()
 
 
 @contextmanager
 def atomic_output(
     target: Path, *, force: bool = False, directory: bool = False, protect: Sequence[Path] = ()
 ) -> Iterator[Path]:
-    """Yield a temporary file (or folder) path beside ``target``; publish it only on success.
+    """:func:`atomic_outputs` for one target: yield its temporary file (or folder) path.
 
-    On success every file is fsynced and the temporary path is renamed onto
-    ``target`` (``os.replace`` for a file; for a folder the old one, if any, is
-    moved aside first and removed after). On any exception, KeyboardInterrupt
-    included, the temporary path is removed and the exception propagates, so a
-    failed or interrupted run leaves no partial output. OSErrors become
-    :class:`OutputError` with a one-line message.
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_output(d / "out.txt") as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> (d / "out.txt").read_text(), sorted(p.name for p in d.iterdir())
+    ('done', ['out.txt'])
     """
-    check_output(target, force=force, directory=directory, protect=protect)
-    parent = target.resolve().parent
-    prefix = f".{target.name}."
-    try:
-        # mkstemp/mkdtemp create private (0600/0700) paths; the output gets the usual umask mode.
-        mask = os.umask(0o022)
-        os.umask(mask)
-        if directory:
-            tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=TEMP_MARKER, dir=parent))
-            os.chmod(tmp, 0o777 & ~mask)
-        else:
-            fd, name = tempfile.mkstemp(prefix=prefix, suffix=TEMP_MARKER, dir=parent)
-            os.close(fd)
-            tmp = Path(name)
-            os.chmod(tmp, 0o666 & ~mask)
-    except OSError as exc:
-        raise _output_error(exc, target) from exc
-    try:
+    with atomic_outputs([Target(target, directory, force)], protect=protect) as (tmp,):
         yield tmp
-        _fsync_tree(tmp)
-        _publish(tmp, target.resolve(), directory)
-        _fsync_dir(parent)
-    except BaseException as exc:
-        _remove(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
-            raise _output_error(exc, target) from exc
-        raise
 
 
 def _output_error(exc: OSError, target: Path) -> OutputError:
@@ -105,22 +505,6 @@ def _output_error(exc: OSError, target: Path) -> OutputError:
     else:
         hint = "check the output location"
     return OutputError(f"cannot write {target}: {reason} [errno {exc.errno}]; {hint}. Nothing was written.")
-
-
-def _publish(tmp: Path, target: Path, directory: bool) -> None:
-    if not directory or not target.exists():
-        os.replace(tmp, target)
-        return
-    # No portable atomic swap of two folders: move the old one aside, then remove it.
-    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", suffix=TEMP_MARKER, dir=target.parent))
-    aside.rmdir()
-    os.replace(target, aside)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        os.replace(aside, target)
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _fsync_tree(path: Path) -> None:

@@ -4,40 +4,51 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata as md
+import io
 import json
-import signal
+import os
 import sys
 import traceback
 import warnings
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any, TextIO
 
-import torch
-
-from mono_quant.cli._api import FORMATS, quantize_checkpoint
-from mono_quant.cli._errors import EXIT_CODES, exit_code_for
-from mono_quant.cli._inspect import inspect_checkpoint, render_inspect
-from mono_quant.cli._load import dequantize_checkpoint
-from mono_quant.cli._plan import DEFAULT_SCHEME, DEFAULT_SQNR_THRESHOLD
-from mono_quant.cli._progress import progress_wanted
-from mono_quant.core import plugin_report
+# Only light modules at import time: --help, --version and usage errors never import torch.
+from mono_quant.cli._interrupt import NOTHING_WRITTEN, cli_signals
+from mono_quant.cli._options import (
+    DEFAULT_SCHEME,
+    DEFAULT_SQNR_THRESHOLD,
+    EXIT_CODES,
+    FORMATS,
+    NONDIVISIBLE,
+    NONFINITE,
+    cli_surface,
+)
 
 __all__ = ["build_parser", "main"]
 
-_OUT_DTYPES = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float64": torch.float64,
-}
+_OUT_DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
 def _version() -> str:
-    from mono_quant.cli._api import producer
+    def of(dist: str) -> str:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return "0+unknown"
 
-    p = producer()
-    return f"mono-quant {p['mono-quant']} (mono-quant-core {p['mono-quant-core']})"
+    return f"mono-quant {of('mono-quant')} (mono-quant-core {of('mono-quant-core')})"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", parents=[common], help="list installed scheme plugins, schemes and dtypes")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=_cmd_plugins)
+    p.set_defaults(func=_cmd_plugins, pipe_code=141)
 
     q = sub.add_parser("quantize", parents=[common], help="quantize a checkpoint")
     q.add_argument(
@@ -85,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: per-group for the int4 schemes (or with --group-size), else per-channel",
     )
     q.add_argument("--axis", type=int, help="channel axis (default 0) or group axis (default -1)")
-    q.add_argument("--group-size", type=int, help="elements per group (default 128)")
+    q.add_argument("--group-size", type=_positive_int, help="elements per group (default 128)")
     q.add_argument("--profile", help="numerical profile of the scheme, e.g. default or torchao")
     q.add_argument(
         "--include",
@@ -105,8 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--nonfinite",
         default="raise",
-        choices=("raise", "skip"),
+        choices=NONFINITE,
         help="NaN/inf in a selected tensor: stop (default) or copy it unquantized",
+    )
+    q.add_argument(
+        "--nondivisible",
+        default="raise",
+        choices=NONDIVISIBLE,
+        help="a group size that does not divide a tensor's axis: stop (default), pad the last group "
+        "(if the scheme accepts it), or copy the tensor unquantized",
     )
     q.add_argument(
         "--sqnr-threshold",
@@ -117,9 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")
     q.add_argument("--all-tensors", action="store_true", help="list copied tensors in the table too")
-    q.add_argument("--force", action="store_true", help="replace an existing output")
-    q.add_argument("--quiet", action="store_true", help="no progress bar, no table")
-    q.set_defaults(func=_cmd_quantize)
+    q.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="replace an existing output (and report): a file, or a folder mono-quant wrote",
+    )
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no table")
+    q.set_defaults(func=_cmd_quantize, pipe_code=0)
 
     d = sub.add_parser("dequantize", parents=[common], help="turn a native checkpoint back into floats")
     d.add_argument("input", metavar="QUANTIZED")
@@ -128,20 +151,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         default="original",
         choices=("original", *_OUT_DTYPES),
-        help="float dtype of the output (default: each tensor's original dtype)",
+        help="dtype of every floating tensor of the output (default: each tensor's original dtype)",
     )
-    d.add_argument("--force", action="store_true", help="replace an existing output")
-    d.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
-    d.set_defaults(func=_cmd_dequantize)
+    d.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="replace an existing output: a file, or a folder mono-quant wrote",
+    )
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    d.set_defaults(func=_cmd_dequantize, pipe_code=0)
 
     i = sub.add_parser("inspect", parents=[common], help="show what a checkpoint holds")
     i.add_argument("input", metavar="FILE")
     i.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    i.set_defaults(func=_cmd_inspect)
+    i.set_defaults(func=_cmd_inspect, pipe_code=141)
     return parser
 
 
 def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
+    from mono_quant.core import plugin_report
+
     report = plugin_report()
     if args.json:
         out.write(json.dumps(report.to_dict(), indent=2) + "\n")
@@ -161,6 +191,9 @@ def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_quantize(args: argparse.Namespace, out: TextIO) -> int:
+    from mono_quant.cli._api import quantize_checkpoint
+    from mono_quant.cli._progress import progress_wanted
+
     report = quantize_checkpoint(
         args.input,
         args.output,
@@ -174,6 +207,7 @@ def _cmd_quantize(args: argparse.Namespace, out: TextIO) -> int:
         exclude=args.exclude,
         format=args.format,
         nonfinite=args.nonfinite,
+        nondivisible=args.nondivisible,
         sqnr_threshold=args.sqnr_threshold,
         force=args.force,
         report=args.report,
@@ -186,7 +220,12 @@ def _cmd_quantize(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_dequantize(args: argparse.Namespace, out: TextIO) -> int:
-    dtype = None if args.dtype == "original" else _OUT_DTYPES[args.dtype]
+    import torch
+
+    from mono_quant.cli._load import dequantize_checkpoint
+    from mono_quant.cli._progress import progress_wanted
+
+    dtype = None if args.dtype == "original" else getattr(torch, args.dtype)
     path = dequantize_checkpoint(
         args.input, args.output, dtype=dtype, force=args.force, progress=progress_wanted(args.quiet)
     )
@@ -196,6 +235,8 @@ def _cmd_dequantize(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
+    from mono_quant.cli._inspect import inspect_checkpoint, render_inspect
+
     info = inspect_checkpoint(args.input)
     out.write((json.dumps(info, indent=2) if args.json else render_inspect(info)) + "\n")
     return 0
@@ -205,14 +246,38 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+class _Diagnostics(io.TextIOBase):
+    """stderr for diagnostics: a reader that went away (a closed pipe) must not stop the work."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.closed_by_reader = False
+
+    def write(self, text: str) -> int:
+        if not self.closed_by_reader:
+            try:
+                self._stream.write(text)
+            except BrokenPipeError:
+                self.closed_by_reader = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_by_reader:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self.closed_by_reader = True
+
+    def isatty(self) -> bool:
+        return bool(getattr(self._stream, "isatty", lambda: False)())
 
 
-def _warning_line(
-    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
-) -> str:
-    return f"mono-quant: warning: {_one_line(str(message))}\n"
+def _silence_stdout() -> None:
+    """After a reader closed stdout, point it at /dev/null so the interpreter's final flush stays quiet."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def main(
@@ -221,41 +286,55 @@ def main(
     """Run ``mono-quant`` with ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
     Errors print one line (``mono-quant: error: ...``) to stderr; ``--verbose``
-    adds the traceback. SIGTERM is handled like Ctrl-C: the run stops, leaves no
-    partial output, and exits 130.
+    adds the traceback. Ctrl-C and SIGTERM stop the run at any moment (torch's
+    import included), leave no partial output, print one line and return 130.
+    A reader that closes stdout early (``| head``) ends the run quietly: 0 once
+    the output was written (quantize, dequantize), 141 for a listing.
 
     >>> main(["plugins"]) == 0  # doctest: +ELLIPSIS
     mono-quant-core ...
     True
     """
     out = stdout if stdout is not None else sys.stdout
-    err = stderr if stderr is not None else sys.stderr
+    err = _Diagnostics(stderr if stderr is not None else sys.stderr)
     parser = build_parser()
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, usage errors
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version, usage errors
+            out.flush()
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except BrokenPipeError:  # --help | head
+        if out is sys.stdout:
+            _silence_stdout()
+        return 141
     if not getattr(args, "command", None):
         parser.print_help(err)
         return 2
     verbose = bool(getattr(args, "verbose", False))
-    previous: Any = None
+
+    def show(message: Warning | str, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        err.write(f"mono-quant: warning: {_one_line(str(message))}\n")
+
     try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread: leave signals alone
-        previous = None
-    old_format = warnings.formatwarning
-    warnings.formatwarning = _warning_line
-    try:
-        code: int = args.func(args, out)
+        with cli_signals(), cli_surface(), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            # Each warning is one line on this run's stderr, whatever filters the host process set.
+            warnings.showwarning = show
+            warnings.simplefilter("default")
+            code: int = args.func(args, out)
+            out.flush()
         return code
+    except BrokenPipeError:  # stdout closed by its reader: only results are written there
+        if out is sys.stdout:
+            _silence_stdout()
+        return int(args.pipe_code)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the CLI turns every failure into a line and a code
-        code = exit_code_for(exc)
+        code = 130 if isinstance(exc, KeyboardInterrupt) else _exit_code(exc)
         if verbose:
             traceback.print_exc(file=err)
         if isinstance(exc, KeyboardInterrupt):
-            err.write("mono-quant: interrupted; nothing was written.\n")
+            err.write(NOTHING_WRITTEN)
         elif code == 1:
             err.write(
                 f"mono-quant: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
@@ -263,8 +342,13 @@ def main(
             )
         else:
             err.write(f"mono-quant: error: {_one_line(str(exc))}\n")
+        err.flush()
         return code
-    finally:
-        warnings.formatwarning = old_format
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_code(exc: BaseException) -> int:
+    try:
+        from mono_quant.cli._errors import exit_code_for
+    except Exception:  # noqa: BLE001 - core itself failed to import: that is the internal error
+        return 1
+    return exit_code_for(exc)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from mono_quant.cli._options import EXIT_CODES
 from mono_quant.core import (
     AxisError,
+    CastOverflowError,
     EmptyTensorError,
     GroupSizeError,
     InputDtypeError,
@@ -11,6 +13,8 @@ from mono_quant.core import (
     NonFiniteError,
     PluginLoadError,
     QParamsError,
+    RangeOverflowError,
+    RegistryConflictError,
     SchemeContractError,
 )
 
@@ -18,7 +22,9 @@ __all__ = [
     "EXIT_CODES",
     "CheckpointError",
     "InputError",
+    "LeftoverWarning",
     "OutputError",
+    "RefusedError",
     "TensorError",
     "UsageError",
     "exit_code_for",
@@ -30,34 +36,39 @@ class CheckpointError(MonoQuantError):
 
 
 class UsageError(CheckpointError):
-    """Options that cannot work together, or that the chosen output format cannot hold."""
+    """Options that are wrong whatever the input: a bad value, or options that cannot work together."""
 
 
 class InputError(CheckpointError):
     """The input checkpoint cannot be read: missing, truncated, corrupt, unsafe or too new."""
 
 
-class TensorError(CheckpointError):
+class RefusedError(CheckpointError):
+    """Valid options that this checkpoint cannot be quantized with (e.g. the format cannot hold it)."""
+
+
+class TensorError(RefusedError):
     """One tensor cannot be quantized as asked (its name is in the message)."""
 
 
 class OutputError(CheckpointError):
-    """The output cannot be written: it exists, is the input, is not writable, or the disk is full."""
+    """The output cannot be written: it exists, is not ours to replace, is the input, or the disk is full."""
 
 
-#: Exit code -> meaning, as documented in ``docs/cli.md``.
-EXIT_CODES: dict[int, str] = {
-    0: "success",
-    1: "internal error (a bug in mono-quant; rerun with --verbose and report the traceback)",
-    2: "usage or configuration error (bad option, unknown scheme/dtype/profile, unsupported combination)",
-    3: "input error (checkpoint missing, truncated, corrupt, unsafe pickle, or newer format)",
-    4: "tensor error (non-finite values, group size does not fit, ...; the tensor is named)",
-    5: "output error (exists without --force, is the input, not writable, disk full)",
-    6: "plugin error (a scheme plugin broke the scheme contract or failed to load)",
-    130: "interrupted (Ctrl-C or SIGTERM); no partial output is left",
-}
+class LeftoverWarning(UserWarning):
+    """A temporary entry of an interrupted mono-quant run was found and removed."""
 
-_TENSOR_ERRORS = (AxisError, EmptyTensorError, GroupSizeError, InputDtypeError, NonFiniteError, QParamsError)
+
+_REFUSED = (
+    AxisError,
+    CastOverflowError,
+    EmptyTensorError,
+    GroupSizeError,
+    InputDtypeError,
+    NonFiniteError,
+    QParamsError,
+    RangeOverflowError,
+)
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -74,10 +85,10 @@ def exit_code_for(exc: BaseException) -> int:
         return 3
     if isinstance(exc, OutputError):
         return 5
-    if isinstance(exc, (TensorError, *_TENSOR_ERRORS)):
+    if isinstance(exc, (RefusedError, *_REFUSED)):
         return 4
-    if isinstance(exc, (SchemeContractError, PluginLoadError)):
+    if isinstance(exc, (SchemeContractError, PluginLoadError, RegistryConflictError)):
         return 6
-    if isinstance(exc, MonoQuantError):
+    if isinstance(exc, MonoQuantError):  # UsageError, unknown names, unsupported options
         return 2
     return 1

@@ -35,7 +35,9 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
     formats: set[str] = set()
     producers: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
-    quant_config = _ct_config(source.path) if source.kind == "folder" else None
+    # A shard of a compressed-tensors folder, given alone, takes the config.json beside it.
+    folder = source.path if source.kind == "folder" else Path(path).parent
+    quant_config = _ct_config(folder)
     for shard in source.shards:
         fmt = shard.metadata.get(native.KEY_FORMAT) or ("compressed-tensors" if quant_config else "plain")
         formats.add(fmt)
@@ -131,6 +133,23 @@ def _ct_rows(shard: Shard, config: dict[str, Any] | None) -> list[dict[str, Any]
     for group in (config or {}).get("config_groups", {}).values():
         for target in group.get("targets", []):
             args_of[target] = group.get("weights") or {}
+    names = {i.name for i in shard.infos}
+    unlisted = [
+        n.removesuffix(".weight_packed")
+        for n in sorted(names)
+        if n.endswith(".weight_packed") and n.removesuffix(".weight_packed") not in args_of
+    ]
+    if unlisted:
+        # No config names these modules (a shard inspected without its folder): read the bit width
+        # from each stored original shape (two int64 values).
+        with shard.open() as reader:
+            for module in unlisted:
+                shape_name = module + ".weight_shape"
+                packed = next(i for i in shard.infos if i.name == module + ".weight_packed")
+                if shape_name in names and len(packed.shape) == 2:
+                    cols = int(reader.get(shape_name).reshape(-1)[-1])
+                    bits = packed.shape[1] * 32 // max(cols, 1)
+                    args_of[module] = {"num_bits": bits if bits in ct.BITS else 0}
     modules: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
     for info in shard.infos:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 
 from mono_quant.cli._atomic import atomic_output
 from mono_quant.cli._checkpoint import QuantizedCheckpoint
-from mono_quant.cli._errors import InputError
+from mono_quant.cli._errors import InputError, UsageError
 from mono_quant.cli._formats import native
 from mono_quant.cli._progress import Progress
 from mono_quant.cli._safetensors import StreamingWriter
@@ -99,7 +100,8 @@ def dequantize_state_dict(
 ) -> dict[str, torch.Tensor]:
     """Floats back: each :class:`QuantizedTensor` dequantized (core's ``dequantize``), the rest as is.
 
-    ``dtype`` defaults to each tensor's original dtype.
+    ``dtype`` (default: each tensor's original dtype) applies to every floating
+    tensor, the unquantized ones included; integer tensors are kept as they are.
 
     >>> import torch
     >>> from mono_quant.cli import quantize_state_dict
@@ -108,10 +110,35 @@ def dequantize_state_dict(
     >>> bool((out["w"] - w).abs().max() < 0.05)
     True
     """
-    return {
-        name: value.dequantize(dtype) if isinstance(value, QuantizedTensor) else value
-        for name, value in checkpoint.items()
-    }
+    return {name: _floats(value, dtype) for name, value in checkpoint.items()}
+
+
+def _floats(value: QuantizedTensor | torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``value`` dequantized, or cast when it is a floating tensor and ``dtype`` is given."""
+    if isinstance(value, QuantizedTensor):
+        return value.dequantize(dtype)
+    if dtype is not None and value.is_floating_point():
+        return value.to(dtype)
+    return value
+
+
+def _output_size(source: Source, dtype: torch.dtype | None) -> tuple[int, int]:
+    """Tensors and bytes :func:`dequantize_checkpoint` writes (what its progress bar counts)."""
+    count = nbytes = 0
+    for shard in source.shards:
+        entries = _entries(shard)
+        for info in shard.infos:
+            base, sep, part = info.name.rpartition(native.SEP)
+            if sep and base in entries:
+                if part == "codes":
+                    entry = entries[base]
+                    out = dtype or native.parse_dtype(str(entry.get("orig_dtype", "float32")))
+                    numel = math.prod(int(s) for s in entry.get("shape", ()))
+                    count, nbytes = count + 1, nbytes + numel * out.itemsize
+                continue
+            out = dtype if dtype is not None and info.dtype.is_floating_point else info.dtype
+            count, nbytes = count + 1, nbytes + math.prod(info.shape) * out.itemsize
+    return count, nbytes
 
 
 def dequantize_checkpoint(
@@ -126,6 +153,9 @@ def dequantize_checkpoint(
 
     Bit-identical to :func:`dequantize_state_dict` of :func:`load_quantized`.
     A file gives a file; a folder gives a folder (index and other files carried over).
+    ``dtype`` (default: each tensor's original dtype) applies to every floating
+    tensor, the ones that were never quantized included, so the output has one
+    float dtype; integer tensors are copied as they are.
 
     >>> import tempfile, torch
     >>> from pathlib import Path
@@ -141,7 +171,13 @@ def dequantize_checkpoint(
     source = _native_source(input)
     out = Path(output)
     folder = source.kind == "folder"
-    bar = Progress(len(source.infos), sum(i.nbytes for i in source.infos), enabled=progress)
+    if folder and out.name.endswith(".safetensors"):
+        raise UsageError(
+            f"the output {out} would be a folder (the input is a folder) named like a file; choose a folder "
+            f"name without .safetensors."
+        )
+    count, nbytes = _output_size(source, dtype)
+    bar = Progress(count, nbytes, enabled=progress)
     with atomic_output(out, force=force, directory=folder, protect=source.input_paths) as tmp:
         weight_map: dict[str, str] = {}
         total = 0
@@ -151,7 +187,7 @@ def dequantize_checkpoint(
             try:
                 with shard.open() as reader:
                     for name, value in _walk(shard, entries, reader.get):
-                        t = value.dequantize(dtype) if isinstance(value, QuantizedTensor) else value
+                        t = _floats(value, dtype)
                         writer.add(name, t)
                         weight_map[name] = shard.name
                         bar.update(t.numel() * t.element_size())

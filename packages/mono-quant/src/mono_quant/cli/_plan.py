@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mono_quant.cli._errors import UsageError
+from mono_quant.cli._options import DEFAULT_SCHEME, DEFAULT_SQNR_THRESHOLD, NONDIVISIBLE, NONFINITE, option
 from mono_quant.cli._select import Selection
 from mono_quant.core import (
     Granularity,
@@ -21,13 +22,19 @@ from mono_quant.core import (
     get_scheme,
 )
 
-__all__ = ["DEFAULT_SCHEME", "DEFAULT_SQNR_THRESHOLD", "NonFinite", "Plan", "make_plan", "parse_granularity"]
-
-DEFAULT_SCHEME = "asymmetric"
-#: Tensors whose SQNR falls below this many dB are flagged in the report.
-DEFAULT_SQNR_THRESHOLD = 10.0
+__all__ = [
+    "DEFAULT_SCHEME",
+    "DEFAULT_SQNR_THRESHOLD",
+    "NonDivisible",
+    "NonFinite",
+    "Plan",
+    "make_plan",
+    "parse_granularity",
+]
 
 NonFinite = Literal["raise", "skip"]
+#: ``raise`` and ``pad`` are the scheme's own policies; ``skip`` copies such a tensor unquantized.
+NonDivisible = Literal["raise", "pad", "skip"]
 
 _KINDS = {
     "per-tensor": "per_tensor",
@@ -52,6 +59,22 @@ class Plan:
     selection: Selection = field(default_factory=Selection)
     nonfinite: NonFinite = "raise"
     sqnr_threshold: float = DEFAULT_SQNR_THRESHOLD
+    nondivisible: NonDivisible = "raise"
+
+    def group_misfit(self, shape: tuple[int, ...]) -> str | None:
+        """Why this plan's group size does not divide ``shape`` along its axis, or ``None`` if it does.
+
+        >>> p = make_plan(scheme="int4-symmetric", group_size=128)
+        >>> p.group_misfit((8, 256)) is None, p.group_misfit((8, 4, 3, 3))
+        (True, 'group size 128 does not divide dimension 3 (size 3)')
+        """
+        gran = self.granularity
+        if self.dtype.is_float or not isinstance(gran, PerGroup) or not shape:
+            return None
+        axis = gran.axis % len(shape) if -len(shape) <= gran.axis < len(shape) else None
+        if axis is None or shape[axis] % gran.group_size == 0:
+            return None
+        return f"group size {gran.group_size} does not divide dimension {axis} (size {shape[axis]})"
 
     def describe(self) -> dict[str, Any]:
         """The plan as JSON-ready data (for reports)."""
@@ -63,6 +86,7 @@ class Plan:
             "dtype": self.dtype.name,
             "granularity": self.granularity.to_dict(),
             "nonfinite": self.nonfinite,
+            "nondivisible": self.nondivisible,
             "sqnr_threshold_db": self.sqnr_threshold,
         }
 
@@ -107,12 +131,15 @@ def parse_granularity(
         kind = _KINDS[granularity]
     if kind == "per_tensor":
         if axis is not None or group_size is not None:
-            raise UsageError("per-tensor takes neither --axis nor --group-size.")
+            raise UsageError(
+                f"per-tensor takes neither {option('axis', None)} nor {option('group_size', None)}."
+            )
         return PerTensor()
     if kind == "per_channel":
         if group_size is not None:
             raise UsageError(
-                "--group-size applies to per-group only; drop it or use --granularity per-group."
+                f"{option('group_size', None)} applies to per-group only; drop it or use "
+                f"{option('granularity', 'per-group')}."
             )
         return PerChannel(0 if axis is None else axis)
     base = default if isinstance(default, PerGroup) else PerGroup()
@@ -134,6 +161,7 @@ def make_plan(
     names: Iterable[str] | None = None,
     nonfinite: NonFinite = "raise",
     sqnr_threshold: float = DEFAULT_SQNR_THRESHOLD,
+    nondivisible: NonDivisible = "raise",
 ) -> Plan:
     """Resolve and check every option before any tensor is read.
 
@@ -144,9 +172,23 @@ def make_plan(
     >>> p.dtype.name, str(p.granularity)
     ('int8', 'per-channel(axis=0)')
     """
+    if nonfinite not in NONFINITE:
+        raise UsageError(f"nonfinite must be one of {', '.join(NONFINITE)}; got {nonfinite!r}.")
+    if nondivisible not in NONDIVISIBLE:
+        raise UsageError(f"nondivisible must be one of {', '.join(NONDIVISIBLE)}; got {nondivisible!r}.")
+    bad_size = isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1
+    if group_size is not None and bad_size:
+        raise UsageError(f"group_size must be a whole number of at least 1; got {group_size!r}.")
     sch = scheme if isinstance(scheme, Scheme) else get_scheme(scheme)
     if profile is not None:
         sch = sch.configure(profile=profile)
+    if nondivisible == "pad":
+        if "pad" not in sch.capabilities.nondivisible:
+            raise UsageError(
+                f"scheme {sch.name!r} does not accept {option('nondivisible', 'pad')}; it accepts: "
+                f"{', '.join(sch.capabilities.nondivisible)} (and skip: copy such tensors unquantized)."
+            )
+        sch = sch.configure(nondivisible="pad")
     qd = get_dtype(dtype or sch.capabilities.default_dtype)
     if not sch.supports_dtype(qd):
         supported = sch.capabilities.dtypes or ()
@@ -160,7 +202,5 @@ def make_plan(
             f"scheme {sch.name!r} does not support {gran}; it supports: "
             f"{', '.join(sch.capabilities.granularities)}."
         )
-    if nonfinite not in ("raise", "skip"):
-        raise UsageError(f"nonfinite must be 'raise' or 'skip', got {nonfinite!r}.")
     selection = Selection(tuple(include), tuple(exclude), frozenset(names) if names is not None else None)
-    return Plan(sch, qd, gran, selection, nonfinite, float(sqnr_threshold))
+    return Plan(sch, qd, gran, selection, nonfinite, float(sqnr_threshold), nondivisible)

@@ -6,6 +6,8 @@ import io
 import json
 import pickle
 import re
+import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 
 from mono_quant.cli._errors import InputError
+from mono_quant.cli._options import MANIFEST
 from mono_quant.cli._safetensors import dtype_from_name, read_entries, read_safetensors, read_tensor
 
 __all__ = ["Shard", "Source", "TensorInfo", "open_source", "source_from_state_dict"]
@@ -233,11 +236,18 @@ def _open_folder(folder: Path) -> Source:
 
 
 def _extra_files(folder: Path, skip: set[Path]) -> list[Path]:
-    """Non-weight files (config, tokenizer, ...) to carry into an output folder."""
+    """Non-weight files (config, tokenizer, ...) to carry into an output folder.
+
+    Hidden entries are left (mono-quant's own temporary entries and manifest
+    among them), and so is any subfolder that is itself a mono-quant output.
+    """
+    outputs = [m.parent for m in folder.rglob(MANIFEST) if m.parent != folder]
     out = []
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder)
         if not p.is_file() or p in skip or any(part.startswith(".") for part in rel.parts):
+            continue
+        if any(o in p.parents for o in outputs):
             continue
         if p.name.endswith(WEIGHT_SUFFIXES) or p.name.endswith(".index.json"):
             continue
@@ -247,33 +257,53 @@ def _extra_files(folder: Path, skip: set[Path]) -> list[Path]:
 
 def _open_pickle(path: Path) -> Source:
     try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"WeightsUnpickler error: ([^\n]*)", str(exc))
-        reason = found.group(1).split(". Please use")[0].strip() if found else ""
-        if not reason.startswith("Unsupported"):
-            raise InputError(
-                f"{path} is not a readable PyTorch state dict ({reason or 'unpickling failed'}); it may be "
-                f"truncated or corrupt."
-            ) from exc
-        raise InputError(
-            f"{path} needs more than tensors to load ({reason}), and mono-quant loads pickles only with "
-            f"weights_only=True, which never runs code from the file. Re-save it as a plain state dict "
-            f"(torch.save(model.state_dict(), path)) or as safetensors."
-        ) from exc
+        # torch warns about the pickle protocol of raw pickles; the error below says it all.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):
+                    raise
+                obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except Exception as exc:
-        raise InputError(
-            f"{path} is not a readable PyTorch state dict ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:200]}); it may be truncated or corrupt."
-        ) from exc
+        raise _pickle_error(path, exc) from exc
     source = source_from_state_dict(_flat_state_dict(obj, path), kind="file", name=path.stem + ".safetensors")
     source.path = path
     return source
+
+
+def _pickle_error(path: Path, exc: Exception) -> InputError:
+    """Refused by ``weights_only`` (unsafe, or not a tensor state dict) or damaged: two different messages."""
+    text = str(exc)
+    corrupt = (
+        f"{path} is not a readable PyTorch state dict ({{}}); it may be truncated or corrupt. "
+        f"Check the download or save it again."
+    )
+    if not (isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in text):
+        return InputError(corrupt.format(f"{type(exc).__name__}: {' '.join(text.split())[:160]}"))
+    safe_hint = (
+        "mono-quant loads pickles only with weights_only=True, which never runs code from the file. If you "
+        "trust the file, re-save it as a plain state dict (torch.save(model.state_dict(), path)) or as "
+        "safetensors."
+    )
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        name = found.group(1)
+        module, _, attr = name.rpartition(".")
+        if module in sys.modules and not hasattr(sys.modules[module], attr):
+            # A name that does not exist is a cut or damaged file, not a request for code.
+            return InputError(corrupt.format(f"it refers to {name}, which does not exist"))
+        return InputError(
+            f"{path} was refused: loading it needs {name}, so it is not a plain tensor state dict, and "
+            f"unpickling it could run code from the file. {safe_hint}"
+        )
+    opcode = re.search(r"Unsupported operand (\d+)", text)
+    what = f"pickle opcode {opcode.group(1)}" if opcode else "its contents"
+    return InputError(
+        f"{path} was refused: it is not a state dict written by torch.save (weights_only=True cannot read "
+        f"{what}; it is a raw pickle, or damaged). {safe_hint}"
+    )
 
 
 def _flat_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:

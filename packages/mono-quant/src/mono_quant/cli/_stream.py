@@ -6,6 +6,7 @@ from typing import Protocol
 
 import torch
 
+from mono_quant.cli._options import option
 from mono_quant.cli._plan import Plan
 from mono_quant.cli._progress import Progress
 from mono_quant.cli._report import TensorReport
@@ -66,6 +67,11 @@ def _one(info: TensorInfo, tensor: torch.Tensor, plan: Plan, sink: Sink) -> Tens
     if not wanted:
         after = sink.copy(name, tensor)
         return TensorReport(name, info.shape, dtype, "copied", info.nbytes, after, reason=reason)
+    misfit = plan.group_misfit(info.shape) if plan.nondivisible == "skip" else None
+    if misfit is not None:
+        after = sink.copy(name, tensor)
+        why = f"{misfit}; copied unquantized ({option('nondivisible', 'skip')})"
+        return TensorReport(name, info.shape, dtype, "skipped", info.nbytes, after, reason=why)
     try:
         # Every scheme raises NonFiniteError on its own (core's contract, float targets
         # included); quantize_tensor also refuses non-finite energies as a backstop.
@@ -73,7 +79,7 @@ def _one(info: TensorInfo, tensor: torch.Tensor, plan: Plan, sink: Sink) -> Tens
     except NonFiniteError as exc:
         if plan.nonfinite != "skip":
             raise NonFiniteError(
-                f"{exc} Or pass --nonfinite skip (nonfinite='skip') to copy it unquantized."
+                f"{exc} Or pass {option('nonfinite', 'skip')} to copy it unquantized."
             ) from exc
         after = sink.copy(name, tensor)
         bad = int((~torch.isfinite(tensor)).sum())
@@ -84,7 +90,7 @@ def _one(info: TensorInfo, tensor: torch.Tensor, plan: Plan, sink: Sink) -> Tens
             "skipped",
             info.nbytes,
             after,
-            reason=f"{bad} non-finite value(s); copied unquantized (--nonfinite skip)",
+            reason=f"{bad} non-finite value(s); copied unquantized ({option('nonfinite', 'skip')})",
         )
     after = sink.quantized(name, qt)
     return TensorReport(

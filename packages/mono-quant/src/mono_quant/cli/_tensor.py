@@ -93,10 +93,26 @@ def quantize_tensor(
     """
     codes, qp, (signal, noise) = quantize_with_error(scheme, x, dtype, granularity, name=name)
     qt = QuantizedTensor(codes, qp, dtype, x.dtype)
-    if not (math.isfinite(signal) and math.isfinite(noise)):
+    if not (math.isfinite(signal) and math.isfinite(noise)) or signal < _TINY_ENERGY:
+        # float32 sums of squares overflow past ~1e19 and underflow below ~1e-19: sum in float64.
         check_finite(x, name=name)
-        raise NonFiniteError(f"{name!r}: the quantization error is not finite; the values are too large.")
+        signal, noise = _energies_float64(x, qt)
+        if not (math.isfinite(signal) and math.isfinite(noise)):
+            raise NonFiniteError(
+                f"{name!r}: the quantization error is not finite even in float64; the values are too large."
+            )
     return qt, signal, noise
+
+
+#: Below this signal energy float32 sums of squares lose their precision (squares go subnormal).
+_TINY_ENERGY = 1e-20
+
+
+def _energies_float64(x: torch.Tensor, qt: QuantizedTensor) -> tuple[float, float]:
+    """Signal and noise energies summed in float64 from the float32 reconstruction (a rare, exact path)."""
+    xd = x.to(torch.float64).reshape(-1)
+    diff = qt.dequantize(torch.float32).to(torch.float64).reshape(-1).sub_(xd)
+    return float(torch.dot(xd, xd)), float(torch.dot(diff, diff))
 
 
 def sqnr_db(signal: float, noise: float) -> float:

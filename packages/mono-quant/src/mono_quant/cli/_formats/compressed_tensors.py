@@ -11,6 +11,13 @@ stream. That equals core's ``pack`` with a ``Packing(bits, 8 // bits,
 and viewed as int32, which is how it is computed here. The asymmetric zero-point
 is packed the same way along dim 0. Tests check every case against the
 compressed-tensors library's own decompression, bit for bit.
+
+The format holds affine integer codes, ``(q - zero_point) * scale``, and nothing
+else: :func:`check_scheme` refuses codebook dtypes (NF4) and non-affine schemes
+before any work, and :func:`encode` decodes every tensor it wrote the way a
+compressed-tensors reader does and refuses if that differs, in any bit, from
+mono-quant's dequantize. An export either holds exactly what was computed, or
+there is none.
 """
 
 from __future__ import annotations
@@ -22,11 +29,32 @@ from typing import Any
 
 import torch
 
-from mono_quant.cli._errors import UsageError
+from mono_quant.cli._errors import RefusedError, UsageError
+from mono_quant.cli._options import option
 from mono_quant.cli._tensor import QuantizedTensor
-from mono_quant.core import Granularity, Packing, PerChannel, PerGroup, PerTensor, QuantDtype, pack
+from mono_quant.core import (
+    Granularity,
+    Packing,
+    PerChannel,
+    PerGroup,
+    PerTensor,
+    QuantDtype,
+    Scheme,
+    pack,
+    unpack,
+)
 
-__all__ = ["BITS", "FORMAT", "QuantizationConfigBuilder", "check", "encode", "pack_int32"]
+__all__ = [
+    "BITS",
+    "FORMAT",
+    "QuantizationConfigBuilder",
+    "check",
+    "check_scheme",
+    "decode",
+    "encode",
+    "pack_int32",
+    "unpack_int32",
+]
 
 FORMAT = "compressed-tensors"
 PACK_QUANTIZED = "pack-quantized"
@@ -65,14 +93,49 @@ def pack_int32(codes: torch.Tensor, bits: int) -> torch.Tensor:
     return packed.contiguous().view(torch.int32)
 
 
+def unpack_int32(words: torch.Tensor, bits: int, cols: int) -> torch.Tensor:
+    """Inverse of :func:`pack_int32`: the signed codes of each row (``cols`` of them), as int8.
+
+    >>> codes = torch.tensor([[-8, -7, 0, 1, 2, 3, 4, 7, 5]], dtype=torch.int8)
+    >>> torch.equal(unpack_int32(pack_int32(codes, 4), 4, 9), codes)
+    True
+    """
+    layout = _layout(bits)
+    packed = words.contiguous().view(torch.uint8)[..., : -(-cols * bits // 8)]
+    return unpack(packed.contiguous(), layout, (*words.shape[:-1], cols))
+
+
 def _signed(t: torch.Tensor, qd: QuantDtype) -> torch.Tensor:
     if qd.signed:
         return t.to(torch.int8)
     return (t.to(torch.int16) - (1 << (qd.bits - 1))).to(torch.int8)
 
 
+def check_scheme(scheme: Scheme, qd: QuantDtype) -> None:
+    """Refuse (:class:`RefusedError`) a scheme or dtype whose codes are not affine integers.
+
+    >>> from mono_quant.core import get_dtype, get_scheme
+    >>> check_scheme(get_scheme("symmetric"), get_dtype("int8"))
+    """
+    why = ""
+    if qd.is_float:
+        why = f"dtype {qd.name!r} is a float cast, not integer codes"
+    elif not qd.affine:
+        why = f"dtype {qd.name!r} is a codebook (affine=False): its codes index a table, not an even grid"
+    elif not scheme.capabilities.affine:
+        why = f"scheme {scheme.name!r} is not affine: it quantizes and dequantizes with its own formula"
+    elif qd.bits not in BITS:
+        why = f"dtype {qd.name!r} has {qd.bits} bits; the format is written for {', '.join(map(str, BITS))}"
+    if why:
+        raise RefusedError(
+            f"compressed-tensors pack-quantized holds affine integer codes, (q - zero_point) * scale, and "
+            f"{why}. Writing it there would decode to different values. Formats that can hold scheme "
+            f"{scheme.name!r} with dtype {qd.name!r}: native ({option('format', 'native')})."
+        )
+
+
 def check(name: str, shape: tuple[int, ...], qd: QuantDtype, gran: Granularity) -> str:
-    """The compressed-tensors strategy for this weight, or :class:`UsageError` saying what to change.
+    """The compressed-tensors strategy for this weight, or :class:`RefusedError` saying what to change.
 
     >>> from mono_quant.core import get_dtype
     >>> check("fc.weight", (8, 256), get_dtype("int4"), PerGroup(-1, 128))
@@ -80,14 +143,15 @@ def check(name: str, shape: tuple[int, ...], qd: QuantDtype, gran: Granularity) 
     """
     if not name.endswith(".weight") or len(shape) != 2:
         what = "is not named *.weight" if not name.endswith(".weight") else f"has shape {shape}, not 2-D"
-        raise UsageError(
+        raise RefusedError(
             f"{name!r} {what}; compressed-tensors pack-quantized holds 2-D <module>.weight tensors only. "
-            f"Leave it out (--exclude '{name}') or use --format native."
+            f"Leave it out ({option('exclude', name)}) or use {option('format', 'native')}."
         )
     if qd.is_float or qd.bits not in BITS:
-        raise UsageError(
+        raise RefusedError(
             f"{name!r}: dtype {qd.name!r} does not fit compressed-tensors pack-quantized, written here for "
-            f"{', '.join(map(str, BITS))}-bit integers. Use int4/int8 (or uint4/uint8), or --format native."
+            f"{', '.join(map(str, BITS))}-bit integers. Use int4/int8 (or uint4/uint8), or "
+            f"{option('format', 'native')}."
         )
     cols = shape[1]
     if isinstance(gran, PerGroup) and gran.axis in (1, -1) and cols % gran.group_size == 0:
@@ -96,10 +160,11 @@ def check(name: str, shape: tuple[int, ...], qd: QuantDtype, gran: Granularity) 
         return "channel"
     if isinstance(gran, PerTensor):
         return "tensor"
-    raise UsageError(
+    raise RefusedError(
         f"{name!r}: compressed-tensors holds per-group along the last axis with a group size that divides "
-        f"{cols}, per-channel along axis 0, or per-tensor; got {gran}. Change --granularity/--axis/"
-        f"--group-size, or use --format native."
+        f"{cols}, per-channel along axis 0, or per-tensor; got {gran}. Change "
+        f"{option('granularity', None)}/{option('axis', None)}/{option('group_size', None)}, or use "
+        f"{option('format', 'native')}."
     )
 
 
@@ -109,7 +174,9 @@ def encode(
     """The ``<module>.weight_*`` tensors for the weight ``name``, and its quantization args.
 
     ``symmetric`` (the scheme's claim) drops the zero-point when it is all zero
-    after the shift to the signed range; otherwise it is stored.
+    after the shift to the signed range; otherwise it is stored. The tensors are
+    decoded as a compressed-tensors reader would (:func:`decode`) and must give
+    exactly ``qt.dequantize(torch.float32)``, else :class:`RefusedError`.
     """
     qd, qp = qt.quant_dtype, qt.qparams
     strategy = check(name, qt.shape, qd, qp.granularity)
@@ -144,7 +211,46 @@ def encode(
         "dynamic": False,
         "observer": "minmax",
     }
+    _verify(name, qt, decode(name, dict(out), args))
     return out, args
+
+
+def decode(name: str, stored: dict[str, torch.Tensor], args: dict[str, Any]) -> torch.Tensor:
+    """The float32 weight a compressed-tensors reader computes from the stored tensors of ``name``.
+
+    ``(q - zero_point) * scale`` in float32, with codes and zero-points unpacked
+    from their int32 words and scales expanded over their groups: the formula of
+    compressed-tensors' ``dequantize`` (tests compare it with the library's own).
+    """
+    bits = int(args["num_bits"])
+    rows, cols = (int(v) for v in stored[f"{name}_shape"].tolist())
+    codes = unpack_int32(stored[f"{name}_packed"], bits, cols).to(torch.float32)
+    scale = stored[f"{name}_scale"].to(torch.float32)
+    zp_stored = stored.get(f"{name}_zero_point")
+    if zp_stored is None:
+        zp = torch.zeros_like(scale)
+    elif args["strategy"] == "tensor":
+        zp = zp_stored.to(torch.float32)
+    else:
+        zp = unpack_int32(zp_stored.t(), bits, rows).t().to(torch.float32)
+    if args["strategy"] == "group":
+        size = int(args["group_size"])
+        scale, zp = scale.repeat_interleave(size, dim=1), zp.repeat_interleave(size, dim=1)
+    return (codes - zp.reshape(scale.shape)) * scale
+
+
+def _verify(name: str, qt: QuantizedTensor, decoded: torch.Tensor) -> None:
+    expected = qt.dequantize(torch.float32)
+    if torch.equal(decoded, expected):
+        return
+    differ = decoded != expected
+    first = tuple(int(i) for i in torch.nonzero(differ)[0])
+    raise RefusedError(
+        f"{name!r}: the compressed-tensors encoding decodes to other values than scheme "
+        f"{qt.qparams.scheme!r} computed ({int(differ.sum())} of {differ.numel()} differ; the first at index "
+        f"{first}: the file would give {float(decoded[first]):g}, mono-quant {float(expected[first]):g}). "
+        f"The format cannot hold what this scheme computed; use {option('format', 'native')}."
+    )
 
 
 class QuantizationConfigBuilder:
