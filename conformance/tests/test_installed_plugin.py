@@ -75,7 +75,7 @@ def test_declared_expected_failures_turn_into_xfail(site: Path, tmp_path: Path) 
     summary = tmp_path / "summary.json"
     done = suite(
         site, tmp_path, "--scheme", "broken-scale-not-clamped", "-k", "zero_range",
-        "--mono-quant-config", str(config), "--mono-quant-json", str(summary),
+        f"--mono-quant-config={config}", f"--mono-quant-json={summary}",
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads(summary.read_text())["results"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,7 +75,8 @@ def test_scheme_objects_run_in_process_under_a_local_distribution() -> None:
 
 
 def test_a_check_that_does_not_apply_is_skipped_with_its_reason() -> None:
-    results = run(["symmetric"], checks=["check_quantize_picks_nearest_code", "check_qparams_match_torch_ao"])
+    checks = ["check_quantize_picks_nearest_code", "check_qparams_match_torch_ao"]
+    results = run(["symmetric"], checks=checks, max_examples=1)
     skipped = [r for r in results if r.status == "skipped"]
     assert {r.check for r in skipped} >= {"check_quantize_picks_nearest_code"}
     assert all(r.reason for r in skipped)
@@ -167,3 +169,15 @@ def test_a_result_reports_ok_unless_failed_or_stale() -> None:
     assert [result(s).ok for s in ("passed", "skipped", "xfail", "failed", "stale")] == [
         True, True, True, False, False,
     ]  # fmt: skip
+
+
+def test_without_torchao_the_torchao_profile_s_golden_check_is_skipped_saying_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for module in ("torchao", "torchao.quantization", "torchao.quantization.quant_primitives"):
+        monkeypatch.setitem(sys.modules, module, None)  # makes importing it fail, as if not installed
+    results = run(["symmetric"], checks=["check_qparams_match_torch_ao"], max_examples=1)
+    torchao = [r for r in results if r.case.endswith("-torchao")]
+    assert torchao and all(r.status == "skipped" for r in torchao), [r.message for r in results.failed][:2]
+    assert {r.case for r in torchao if "torchao is not installed" in r.reason} >= {"int8-per_tensor-torchao"}
+    assert any(r.status == "passed" for r in results if r.case.endswith("per_tensor"))  # torch.ao still runs

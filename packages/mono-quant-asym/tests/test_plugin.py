@@ -17,5 +17,5 @@ class TestPluginAlone(PluginAloneSuite):
     dist, plugin, scheme_class = "mono-quant-asym", "asym", AsymmetricScheme
     # "dtypes": None claims every registered integer dtype.
     claims: ClassVar[dict[str, object]] = {"dtypes": None, "symmetric": False, "golden": "torch.ao"}
-    claims |= {"profiles": {"default", "torchao", "custom"}, "nonfinite": ("raise",)}
+    claims |= {"profiles": {"default", "torchao", "compressed-tensors", "custom"}, "nonfinite": ("raise",)}
     claims |= {"nondivisible": ("raise", "pad")}

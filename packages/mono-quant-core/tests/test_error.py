@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from mono_quant.core import (
+    Capabilities,
+    MinMaxScheme,
     NonFiniteError,
     PerChannel,
     PerGroup,
     PerTensor,
     QParams,
     QParamsError,
+    QuantDtype,
     Scheme,
+    asymmetric_qparams,
     dequantize,
     quantization_error,
     quantize_with_error,
@@ -140,3 +146,89 @@ def test_quantize_with_error_refuses_non_finite_input(asym: Scheme) -> None:
     x[2, 3] = float("inf")
     with pytest.raises(NonFiniteError, match=r"'w' holds 1 non-finite value.*index \(2, 3\)"):
         quantize_with_error(asym, x, "int8", PerChannel(0), name="w")
+
+
+class _Asym(MinMaxScheme):
+    name, version = "core-test-error-asym", "0"
+
+    def qparams_from_range(
+        self, lo: torch.Tensor, hi: torch.Tensor, dtype: QuantDtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return asymmetric_qparams(lo, hi, dtype, self.profile)
+
+
+class _CountingOneCall(_Asym):
+    """An asymmetric scheme with its own one-call path: core's, counted, then widened codes marked."""
+
+    name = "core-test-one-call"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def quantize_tensor(
+        self,
+        x: torch.Tensor,
+        dtype: str | QuantDtype | None = None,
+        granularity: Granularity | None = None,
+        *,
+        name: str | None = None,
+        pack: bool = False,
+    ) -> tuple[torch.Tensor, QParams]:
+        self.calls += 1
+        codes, qp = super().quantize_tensor(x, dtype, granularity, name=name, pack=pack)
+        return codes.clamp(max=100), qp  # a difference quantize_with_error must show
+
+
+def test_quantize_with_error_goes_through_a_scheme_s_own_quantize_tensor() -> None:
+    scheme = _CountingOneCall()
+    x = torch.linspace(-1.0, 1.0, 64).reshape(4, 16)
+    codes, qp, (signal, noise) = quantize_with_error(scheme, x, "int8", PerChannel(0), name="w")
+    assert scheme.calls == 1
+    assert int(codes.max()) == 100  # the override's codes, not core's fused ones (which reach 127)
+    assert (signal, noise) == quantization_error(x, codes, qp)
+
+
+def test_core_s_own_path_is_bit_identical_to_quantize_tensor_and_fused(asym: Scheme) -> None:
+    x = torch.randn(300, 1000, generator=torch.Generator().manual_seed(6))
+    codes, qp, (signal, _) = quantize_with_error(asym, x, "int8", PerChannel(0))
+    ref_codes, ref_qp = asym.quantize_tensor(x, "int8", PerChannel(0))
+    assert codes.dtype == ref_codes.dtype and torch.equal(codes, ref_codes) and qp.equals(ref_qp)
+    assert signal == pytest.approx(quantization_error(x, codes, qp)[0], rel=1e-6)
+
+
+class _UnregisteredCodebook(_Asym):
+    """A non-affine scheme no plugin registers: codes are the affine codes, decoded with a shift."""
+
+    name = "core-test-unregistered-codebook"
+    capabilities = Capabilities(affine=False)
+
+    def dequantize(
+        self,
+        q: torch.Tensor,
+        qparams: QParams,
+        *,
+        dtype: torch.dtype = torch.float32,
+        name: str | None = None,
+    ) -> torch.Tensor:
+        return (super().dequantize(q, replace(qparams, affine=True), name=name) + 1.0).to(dtype)
+
+    def quantize(self, x: torch.Tensor, qparams: QParams, *, name: str | None = None) -> torch.Tensor:
+        return super().quantize(x, replace(qparams, affine=True), name=name)
+
+
+def test_quantize_with_error_decodes_non_affine_codes_with_the_scheme_itself() -> None:
+    scheme = _UnregisteredCodebook()
+    x = torch.zeros(2, 8)
+    _, qp, (signal, noise) = quantize_with_error(scheme, x, "int8", PerTensor())
+    assert not qp.affine
+    assert (signal, noise) == (0.0, 16.0)  # every value decodes 1.0 off: the scheme's dequantize was used
+
+
+def test_a_parameter_that_requires_grad_is_quantized_like_its_values(asym: Scheme) -> None:
+    values = torch.randn(4, 8, generator=torch.Generator().manual_seed(8))
+    param = torch.nn.Parameter(values.clone(), requires_grad=True)
+    codes, qp, energies = quantize_with_error(asym, param, "int8", PerChannel(0))
+    ref_codes, ref_qp, ref_energies = quantize_with_error(asym, values, "int8", PerChannel(0))
+    assert torch.equal(codes, ref_codes) and qp.equals(ref_qp) and energies == ref_energies
+    assert qp.scale is not None and not qp.scale.requires_grad
+    assert param._version == 0 and torch.equal(param.detach(), values)

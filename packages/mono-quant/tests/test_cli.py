@@ -25,6 +25,10 @@ def test_plugins_lists_distributions_schemes_and_dtypes():
     assert code == 0
     assert "mono-quant-core" in out and "mono-quant-int4" in out
     assert "int4-symmetric" in out and "uint4" in out
+    from mono_quant.core import list_observers
+
+    for name in list_observers():  # observer plugins, when installed, are listed like schemes
+        assert f"observers: {name}" in out or f", {name}" in out
 
 
 def test_plugins_json_is_the_plugin_report():
@@ -294,6 +298,9 @@ def test_every_error_class_maps_to_its_documented_exit_code():
         "SchemeContractError": 6,
         "PluginLoadError": 6,
         "RegistryConflictError": 6,
+        "ObserverError": 4,
+        "UnknownObserverError": 2,
+        "ObserverContractError": 6,
     }
     errors = {
         name: getattr(module, name)
@@ -416,7 +423,7 @@ def test_inspect_counts_the_quantized_weights_of_a_compressed_tensors_shard_give
     folder = json.loads(run("inspect", out, "--json")[1])
     (out / "config.json").unlink()  # the shard alone, as a user may copy it
     alone = json.loads(run("inspect", out / "model.safetensors", "--json")[1])
-    assert folder["totals"]["quantized"] == alone["totals"]["quantized"] == 3
+    assert folder["totals"]["quantized"] == alone["totals"]["quantized"] == 2  # the Linear weights
     rows = {r["name"]: r for r in alone["tensors"]}
     assert rows["layers.0.fc.weight"]["dtype"] == "int4" and rows["layers.0.fc.weight"]["shape"] == [64, 256]
 
@@ -456,3 +463,27 @@ def test_a_closed_stderr_never_stops_a_run(tmp_path, ckpt):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0 and b"SQNR" in out
     assert not stale.exists() and load_quantized(tmp_path / "q.safetensors").quantized_names
+
+
+def test_the_cli_goes_through_a_plugins_own_quantize_tensor(tmp_path, ckpt, monkeypatch):
+    """The one overridable one-call method (docs/plugins) is what `mono-quant quantize` runs."""
+    import mono_quant.cli._plan as plan_module
+    from mono_quant.core import get_scheme
+
+    calls: list[str] = []
+    base = type(get_scheme("symmetric"))
+
+    class Counting(base):  # type: ignore[misc, valid-type]
+        name = "counting-symmetric"
+
+        def quantize_tensor(self, x, dtype=None, granularity=None, *, name=None, pack=False):
+            calls.append(str(name))
+            codes, qp = super().quantize_tensor(x, dtype, granularity, name=name, pack=pack)
+            return codes, qp
+
+    scheme = Counting()
+    real = plan_module.get_scheme
+    monkeypatch.setattr(plan_module, "get_scheme", lambda n: scheme if n == scheme.name else real(n))
+    code, _, err = run("quantize", ckpt, "-o", tmp_path / "q.safetensors", "--scheme", scheme.name, "-q")
+    assert code == 0, err
+    assert sorted(calls) == sorted(load_quantized(tmp_path / "q.safetensors").quantized_names)

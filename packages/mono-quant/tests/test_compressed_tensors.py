@@ -56,7 +56,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("scheme", "dtype", "gran", "gs", "shape"), CASES)
-def test_compressed_tensors_decompresses_our_output_bit_for_bit(tmp_path, scheme, dtype, gran, gs, shape):
+def test_compressed_tensors_decompresses_our_output_bit_for_bit(
+    model_config, tmp_path, scheme, dtype, gran, gs, shape
+):
     g = torch.Generator().manual_seed(1)
     sd = {
         "layer.proj.weight": torch.randn(*shape, generator=g) * 0.05 + 0.01,
@@ -65,8 +67,10 @@ def test_compressed_tensors_decompresses_our_output_bit_for_bit(tmp_path, scheme
         "emb.weight": torch.randn(10, shape[1], generator=g),
     }
     save_file(sd, tmp_path / "in.safetensors")
+    model_config(tmp_path)
     out = tmp_path / "ct"
     opts = {"scheme": scheme, "dtype": dtype, "granularity": gran, "group_size": gs, "exclude": ["emb.*"]}
+    opts["profile"] = "compressed-tensors"  # the default for this format; in memory too, to compare
     quantize_checkpoint(tmp_path / "in.safetensors", out, format="compressed-tensors", **opts)
     config = json.loads((out / "config.json").read_text())["quantization_config"]
     ct_quant.QuantizationConfig.model_validate(config)  # the block parses as compressed-tensors' own config
@@ -83,14 +87,15 @@ def test_compressed_tensors_decompresses_our_output_bit_for_bit(tmp_path, scheme
     assert torch.equal(ct.decode("layer.proj.weight", stored, args), theirs["layer.proj.weight"])
 
 
-def test_symmetric_schemes_drop_the_zero_point_and_say_so(tmp_path):
+def test_symmetric_schemes_drop_the_zero_point_and_say_so(model_config, tmp_path):
     save_file({"a.weight": torch.randn(8, 128)}, tmp_path / "in.safetensors")
+    model_config(tmp_path)
     quantize_checkpoint(
         tmp_path / "in.safetensors", tmp_path / "ct", scheme="int4-symmetric", format="compressed-tensors"
     )
     config = json.loads((tmp_path / "ct" / "config.json").read_text())["quantization_config"]
     (group,) = config["config_groups"].values()
-    assert group["targets"] == ["a"] and group["weights"]["symmetric"] is True
+    assert group["targets"] == ["Linear"] and group["weights"]["symmetric"] is True
     assert group["weights"] | {"group_size": 128, "strategy": "group", "num_bits": 4} == group["weights"]
     assert "a.weight_zero_point" not in load_file(tmp_path / "ct" / "model.safetensors")
 
@@ -111,8 +116,8 @@ def test_a_folder_input_keeps_its_config_and_gains_quantization_config(tmp_path,
 @pytest.mark.parametrize(
     ("opts", "shape", "name", "match"),
     [
-        ({}, (4, 8), "proj.kernel", "is not named \\*.weight"),
-        ({}, (2, 4, 8), "proj.weight", "not 2-D"),
+        ({"include": ["*"]}, (4, 8), "proj.kernel", "is not named \\*.weight"),
+        ({"include": ["*"]}, (2, 4, 8), "proj.weight", "not 2-D"),
         (
             {"granularity": "per-group", "axis": 0, "group_size": 2},
             (4, 8),
@@ -125,9 +130,10 @@ def test_a_folder_input_keeps_its_config_and_gains_quantization_config(tmp_path,
     ],
 )
 def test_layouts_compressed_tensors_cannot_hold_are_refused_before_writing(
-    tmp_path, opts, shape, name, match
+    model_config, tmp_path, opts, shape, name, match
 ):
     save_file({name: torch.randn(*shape)}, tmp_path / "in.safetensors")
+    model_config(tmp_path)
     with pytest.raises(RefusedError, match=match):
         quantize_checkpoint(
             tmp_path / "in.safetensors",
@@ -178,8 +184,11 @@ def codebook(monkeypatch):
         ("int4", "scheme 'codebook-for-tests' is not affine"),
     ],
 )
-def test_a_non_affine_scheme_or_dtype_is_refused_with_exit_4_and_no_output(tmp_path, codebook, dtype, match):
+def test_a_non_affine_scheme_or_dtype_is_refused_with_exit_4_and_no_output(
+    model_config, tmp_path, codebook, dtype, match
+):
     save_file({"a.weight": torch.randn(8, 128)}, tmp_path / "in.safetensors")
+    model_config(tmp_path)
     argv = ["quantize", str(tmp_path / "in.safetensors"), "-o", str(tmp_path / "ct")]
     argv += [
         "--scheme",
@@ -195,7 +204,7 @@ def test_a_non_affine_scheme_or_dtype_is_refused_with_exit_4_and_no_output(tmp_p
     assert main(argv, stdout=io.StringIO(), stderr=err) == 4
     assert re.search(match, err.getvalue()) and "Formats that can hold" in err.getvalue()
     assert "--format native" in err.getvalue()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "in.safetensors"]
 
 
 def test_an_encoding_that_would_decode_differently_is_refused(monkeypatch):
@@ -214,3 +223,62 @@ def test_an_encoding_that_would_decode_differently_is_refused(monkeypatch):
     with pytest.raises(RefusedError, match=r"1 of 512 differ; the first at index \(3, 5\)"):
         ct.encode("a.weight", qt, symmetric=True)
     assert isinstance(qt.qparams.granularity, PerGroup)
+
+
+# --- the compressed-tensors profile against compressed-tensors' own functions --------------------
+
+
+@given(
+    rows=st.integers(1, 6),
+    groups=st.integers(1, 3),
+    bits=st.sampled_from([4, 8]),
+    symmetric=st.booleans(),
+    strategy=st.sampled_from(["tensor", "channel", "group"]),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16, torch.float16]),
+    seed=st.integers(0, 2**16),
+    zero_rows=st.booleans(),
+)
+def test_the_compressed_tensors_profile_equals_compressed_tensors(
+    rows, groups, bits, symmetric, strategy, dtype, seed, zero_rows
+):
+    from compressed_tensors.quantization import QuantizationArgs
+    from compressed_tensors.quantization.lifecycle.forward import quantize as ct_quantize
+    from compressed_tensors.quantization.utils import calculate_qparams
+
+    from mono_quant.core import PerChannel, PerTensor, get_scheme
+
+    gs = 16
+    x = (torch.randn(rows, groups * gs, generator=torch.Generator().manual_seed(seed)) * 0.1 + 0.02).to(dtype)
+    if zero_rows and rows > 1:
+        x[0] = 0  # an all-zero granule (not in asymmetric: compressed-tensors' zero-point is 0/0 there)
+        if not symmetric:
+            x[0, 0] = 0.5
+    args = QuantizationArgs(
+        num_bits=bits,
+        type="int",
+        symmetric=symmetric,
+        strategy=strategy,
+        group_size=gs if strategy == "group" else None,
+    )
+    if strategy == "group":
+        view = x.unflatten(-1, (groups, gs))
+        lo, hi = view.amin(-1), view.amax(-1)
+        gran = PerGroup(-1, gs)
+    elif strategy == "channel":
+        lo, hi = x.amin(-1, keepdim=True), x.amax(-1, keepdim=True)
+        gran = PerChannel(0)
+    else:
+        lo, hi = x.amin(), x.amax()
+        gran = PerTensor()
+    scale, zp = calculate_qparams(lo, hi, args)
+    theirs = ct_quantize(x, scale, zp, args, dtype=torch.int8)
+    name = (
+        ("symmetric" if symmetric else "asymmetric")
+        if bits == 8
+        else ("int4-symmetric" if symmetric else "int4-asymmetric")
+    )
+    scheme = get_scheme(name).configure(profile="compressed-tensors")
+    codes, qp = scheme.quantize_tensor(x, "int8" if bits == 8 else "int4", gran)
+    assert torch.equal(qp.scale.reshape(-1), scale.float().reshape(-1))
+    assert torch.equal(qp.zero_point.reshape(-1), zp.to(torch.int32).reshape(-1))
+    assert torch.equal(codes, theirs.reshape(codes.shape))

@@ -15,8 +15,17 @@ if TYPE_CHECKING:
 __all__ = ["API_CHECKS", "Case", "Check", "CheckFunction", "Over", "all_checks", "conformance_check"]
 
 #: What a check is parametrized over: once per distribution, per scheme, per integer
-#: dtype, per integer dtype and granularity kind, per float target, per packed dtype.
-Over = Literal["distribution", "scheme", "dtype", "dtype_granularity", "float_target", "packed_dtype"]
+#: dtype, per integer dtype and granularity kind (and, for value checks, per declared
+#: profile), per float target, per packed dtype.
+Over = Literal[
+    "distribution",
+    "scheme",
+    "dtype",
+    "dtype_granularity",
+    "dtype_granularity_profile",
+    "float_target",
+    "packed_dtype",
+]
 
 CheckFunction = Callable[["Subject", "Case", "CheckContext"], None]
 
@@ -26,7 +35,10 @@ _CHECK_MODULES = (
     "mono_quant.conformance._checks_shapes",
     "mono_quant.conformance._checks_values",
     "mono_quant.conformance._checks_policies",
+    "mono_quant.conformance._checks_grid",
+    "mono_quant.conformance._checks_paths",
     "mono_quant.conformance._checks_inputs",
+    "mono_quant.conformance._checks_state",
     "mono_quant.conformance._checks_golden",
     "mono_quant.conformance._checks_packing",
 )
@@ -48,21 +60,27 @@ API_CHECKS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Case:
-    """One parametrization of a check: a quant dtype and a granularity kind, either optional.
+    """One parametrization of a check: a quant dtype, a granularity kind and a profile, all optional.
+
+    ``profile`` is ``None`` for the scheme as registered (its default profile); a
+    value check also runs once per other profile the scheme declares.
 
     >>> Case("int8", "per_channel").label
     'int8-per_channel'
+    >>> Case("int8", "per_tensor", "torchao").label
+    'int8-per_tensor-torchao'
     >>> Case().label
     ''
     """
 
     dtype: str | None = None
     granularity: str | None = None
+    profile: str | None = None
 
     @property
     def label(self) -> str:
         """The case part of a test id."""
-        return "-".join(p for p in (self.dtype, self.granularity) if p)
+        return "-".join(p for p in (self.dtype, self.granularity, self.profile) if p)
 
 
 @dataclass(frozen=True)

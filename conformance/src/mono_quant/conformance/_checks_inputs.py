@@ -1,74 +1,88 @@
-"""Input checks: float dtypes, memory layouts, no mutation, determinism, device."""
+"""Input checks: float dtypes, memory layouts, device."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import torch
 
 from mono_quant.conformance._catalog import Case, conformance_check
-from mono_quant.conformance._checks_shapes import bits_equal
-from mono_quant.conformance._oracle import QuantInput, check_bound, explicit_inputs, normalized, variants
-from mono_quant.conformance._results import CheckSkipped, ConformanceError
+from mono_quant.conformance._inputs import (
+    FixedTensor,
+    QuantInput,
+    adversarial_inputs,
+    explicit_inputs,
+    variants,
+)
+from mono_quant.conformance._oracle import check_bound, code_difference, normalized
+from mono_quant.conformance._results import ConformanceError
 from mono_quant.conformance._runner import CheckContext
 from mono_quant.conformance._selection import Subject
+from mono_quant.conformance._variants import case_setup
 from mono_quant.conformance.strategies import FLOAT_DTYPES, TensorSpec, make_tensor
-from mono_quant.core import Granularity, QParams, QuantDtype, Scheme, get_dtype
+from mono_quant.core import Granularity, QParams, QuantDtype, Scheme
 
-__all__: list[str] = []
+__all__ = ["outputs", "same_outputs"]
 
-
-def _setup(subject: Subject, case: Case) -> tuple[Scheme, QuantDtype, str]:
-    if case.dtype is None or case.granularity is None:
-        raise CheckSkipped("the scheme claims no registered integer dtype")
-    return subject.get_scheme(), get_dtype(case.dtype), case.granularity
+Outputs = tuple[QParams, torch.Tensor, torch.Tensor]
 
 
-def _outputs(
-    scheme: Scheme, qd: QuantDtype, x: torch.Tensor, g: Granularity
-) -> tuple[QParams, torch.Tensor, torch.Tensor]:
+def outputs(scheme: Scheme, qd: QuantDtype, x: torch.Tensor, g: Granularity) -> Outputs:
+    """``(qparams, codes, dequantized values)`` of ``x`` through the two-step path."""
     qp = scheme.compute_qparams(x, qd.name, g)
     codes = scheme.quantize(x, qp)
     return qp, codes, scheme.dequantize(codes, qp)
 
 
-def _same(
-    a: tuple[QParams, torch.Tensor, torch.Tensor], b: tuple[QParams, torch.Tensor, torch.Tensor]
-) -> str | None:
-    """What differs between two (qparams, codes, values) triples, or ``None``."""
+def same_outputs(a: Outputs, b: Outputs) -> str | None:
+    """What differs between two (qparams, codes, values) triples, said precisely, or ``None``."""
     qa, ca, da = a
     qb, cb, db = b
-    for what, ta, tb in (("scale", qa.scale, qb.scale), ("zero-point", qa.zero_point, qb.zero_point)):
-        if (ta is None) != (tb is None) or (
-            ta is not None and tb is not None and not bits_equal(ta.cpu(), tb.cpu())
-        ):
-            return what
-    if not bits_equal(ca.cpu(), cb.cpu()):
-        return "codes"
-    if not bits_equal(da.cpu(), db.cpu()):
-        return "dequantized values"
-    return None
+    for what, ta, tb in (("scales", qa.scale, qb.scale), ("zero-points", qa.zero_point, qb.zero_point)):
+        if (ta is None) != (tb is None):
+            return f"{what}: one is None"
+        if ta is not None and tb is not None and (differs := code_difference(what, ta, tb)):
+            return differs
+    return code_difference("codes", ca, cb) or code_difference("dequantized values", da, db)
+
+
+def _float_inputs(kind: str, qd: QuantDtype, dt: torch.dtype, i: int) -> list[QuantInput]:
+    """Ordinary inputs made in ``dt``, and the dtype's adversarial ones cast to ``dt`` where it holds them."""
+    out = [
+        QuantInput(
+            TensorSpec((4, 8), dt, ("normal", "outlier", "ties", "positive")[i], seed=i, magnitude=3.0), g
+        )
+        for g in variants(kind, (4, 8))
+    ]
+    for inp in explicit_inputs(kind, dtype=dt) + adversarial_inputs(kind, qd):
+        x = inp.make()
+        if x.dtype != dt:
+            if not bool(torch.isfinite(x.to(dt)).all()):
+                continue  # beyond what dt holds: a cast, not the scheme, would make it inf
+            label = str(inp.spec).split(" = ", 1)[0]
+            inp = QuantInput(FixedTensor(x.to(dt), f"{label}, cast to {dt}"), inp.granularity)
+        out.append(inp)
+    return out
 
 
 @conformance_check("dtype_granularity")
 def check_float_input_dtypes_are_accepted(subject: Subject, case: Case, ctx: CheckContext) -> None:
     """float32, float16, bfloat16 and float64 inputs work and meet the error bound.
 
-    Under a float32 compute profile they also give the same qparams and codes as
-    the same values converted to float32.
+    On every fixed input in each dtype. Under a float32 compute profile they also
+    give the same qparams and codes as the same values converted to float32.
     """
-    scheme, qd, kind = _setup(subject, case)
+    scheme, qd, kind = case_setup(subject, case)
     for i, (name, dt) in enumerate(FLOAT_DTYPES.items()):
-        for g in variants(kind, (4, 8)):
-            spec = TensorSpec((4, 8), dt, ("normal", "outlier", "ties", "positive")[i], seed=i, magnitude=3.0)
-            ctx.note(dtype=qd.name, granularity=g, input=spec)
-            x = spec.make()
-            qp, codes, deq = _outputs(scheme, qd, x, g)
+        for inp in _float_inputs(kind, qd, dt, i):
+            g = inp.granularity
+            ctx.note(dtype=qd.name, granularity=g, input=inp)
+            x = inp.make()
+            qp, codes, deq = outputs(scheme, qd, x, g)
             try:
-                check_bound(scheme, qd, x, qp, codes, deq, normalized(g, 2))
+                check_bound(scheme, qd, x, qp, codes, deq, normalized(g, x.dim()))
             except ConformanceError as exc:
-                exc.input = spec
+                exc.input = inp
                 raise
             back = scheme.dequantize(codes, qp, dtype=dt)
             if back.dtype != dt:
@@ -76,17 +90,17 @@ def check_float_input_dtypes_are_accepted(subject: Subject, case: Case, ctx: Che
                     f"dequantize(..., dtype={dt}) returned {back.dtype}",
                     dtype=qd.name,
                     granularity=g,
-                    input=spec,
+                    input=inp,
                 )
             if scheme.profile.compute_dtype == "float32" and dt != torch.float32:
-                differs = _same((qp, codes, deq), _outputs(scheme, qd, x.float(), g))
+                differs = same_outputs((qp, codes, deq), outputs(scheme, qd, x.float(), g))
                 if differs:
                     raise ConformanceError(
-                        f"{name} input gives different {differs} than the same values as float32; the "
+                        f"{name} input gives other results than the same values as float32 ({differs}); the "
                         f"profile {scheme.profile.name!r} computes in float32 whatever the input dtype",
                         dtype=qd.name,
                         granularity=g,
-                        input=spec,
+                        input=inp,
                     )
 
 
@@ -115,90 +129,18 @@ def _layouts(kind: str) -> list[tuple[str, Callable[[], torch.Tensor], Granulari
 @conformance_check("dtype_granularity")
 def check_noncontiguous_input_matches_contiguous(subject: Subject, case: Case, ctx: CheckContext) -> None:
     """Strided, transposed and permuted inputs give bit-identical results to their contiguous copies."""
-    scheme, qd, kind = _setup(subject, case)
+    scheme, qd, kind = case_setup(subject, case)
     for where, build, g in _layouts(kind):
         ctx.note(dtype=qd.name, granularity=g, input=where)
         x = build()
-        differs = _same(_outputs(scheme, qd, x, g), _outputs(scheme, qd, x.contiguous(), g))
+        differs = same_outputs(outputs(scheme, qd, x, g), outputs(scheme, qd, x.contiguous(), g))
         if differs:
             raise ConformanceError(
-                f"a non-contiguous input gives different {differs} than its contiguous copy",
+                f"a non-contiguous input gives other results than its contiguous copy: {differs}",
                 dtype=qd.name,
                 granularity=g,
                 input=where,
             )
-
-
-def _snapshot(t: torch.Tensor) -> tuple[torch.Tensor, int, tuple[int, ...]]:
-    return t.detach().clone(), t._version, tuple(t.stride())
-
-
-def _changed(t: torch.Tensor, snap: tuple[torch.Tensor, int, tuple[int, ...]]) -> str | None:
-    copy_, version, stride = snap
-    if not bits_equal(t, copy_):
-        i = (t != copy_).nonzero()
-        where = tuple(int(v) for v in i[0]) if len(i) else "?"
-        return f"its values changed (first at index {where})"
-    if t._version != version:
-        return f"it was written in place (version counter {version} -> {t._version}), values unchanged"
-    if tuple(t.stride()) != stride:
-        return "its strides changed"
-    return None
-
-
-@conformance_check("dtype_granularity")
-def check_input_is_not_mutated(subject: Subject, case: Case, ctx: CheckContext) -> None:
-    """compute_qparams, quantize and dequantize never write to their inputs (x, codes, qparams)."""
-    scheme, qd, kind = _setup(subject, case)
-    inputs: list[QuantInput] = explicit_inputs(kind)[:4] + explicit_inputs(kind)[-1:]
-    for inp in inputs:
-        ctx.note(dtype=qd.name, granularity=inp.granularity, input=inp)
-
-        def fail(step: str, what: str, inp: QuantInput = inp) -> ConformanceError:
-            return ConformanceError(
-                f"{step} modified {what}", dtype=qd.name, granularity=inp.granularity, input=inp
-            )
-
-        x = inp.make()
-        snap = _snapshot(x)
-        qp = scheme.compute_qparams(x, qd.name, inp.granularity)
-        if changed := _changed(x, snap):
-            raise fail("compute_qparams", f"the input tensor: {changed}")
-        qsnaps = [
-            (n, t, _snapshot(t))
-            for n, t in (("scale", qp.scale), ("zero-point", qp.zero_point))
-            if t is not None
-        ]
-        codes = scheme.quantize(x, qp)
-        if changed := _changed(x, snap):
-            raise fail("quantize", f"the input tensor: {changed}")
-        csnap = _snapshot(codes)
-        scheme.dequantize(codes, qp)
-        if changed := _changed(codes, csnap):
-            raise fail("dequantize", f"the codes: {changed}")
-        for name, t, s in qsnaps:
-            if changed := _changed(t, s):
-                raise fail("quantize/dequantize", f"the qparams' {name}: {changed}")
-
-
-@conformance_check("dtype_granularity")
-def check_same_input_gives_identical_output(subject: Subject, case: Case, ctx: CheckContext) -> None:
-    """The same input twice, or through a copy of the scheme, gives bit-identical results."""
-    scheme, qd, kind = _setup(subject, case)
-    twin = copy.deepcopy(scheme)
-    for inp in explicit_inputs(kind):
-        ctx.note(dtype=qd.name, granularity=inp.granularity, input=inp)
-        x = inp.make()
-        first = _outputs(scheme, qd, x, inp.granularity)
-        for label, other in (("a second call", scheme), ("a copy of the scheme", twin)):
-            differs = _same(first, _outputs(other, qd, x.clone(), inp.granularity))
-            if differs:
-                raise ConformanceError(
-                    f"{label} on the same input gives different {differs}",
-                    dtype=qd.name,
-                    granularity=inp.granularity,
-                    input=inp,
-                )
 
 
 def _devices() -> list[torch.device]:
@@ -214,13 +156,13 @@ def _devices() -> list[torch.device]:
 @conformance_check("dtype_granularity")
 def check_output_on_input_device(subject: Subject, case: Case, ctx: CheckContext) -> None:
     """Qparams, codes and values land on the input's device, for every device available here."""
-    scheme, qd, kind = _setup(subject, case)
+    scheme, qd, kind = case_setup(subject, case)
     for g in variants(kind, (4, 8)):
         spec = TensorSpec((4, 8), torch.float32, "normal", seed=12)
         ctx.note(dtype=qd.name, granularity=g, input=spec)
         for device in _devices():
             x = spec.make().to(device)
-            qp, codes, deq = _outputs(scheme, qd, x, g)
+            qp, codes, deq = outputs(scheme, qd, x, g)
             for what, t in (
                 ("scale", qp.scale),
                 ("zero-point", qp.zero_point),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from packaging.version import InvalidVersion, Version
 
 from mono_quant.conformance._catalog import Case, conformance_check
-from mono_quant.conformance._oracle import gran_text, normalized
+from mono_quant.conformance._oracle import code_difference, gran_text, normalized
 from mono_quant.conformance._results import CheckSkipped, ConformanceError
 from mono_quant.conformance._runner import CheckContext
 from mono_quant.conformance._selection import Subject
@@ -157,6 +158,9 @@ def capability_problems(subject: Subject) -> list[str]:
         out.append(f"default dtype {caps.default_dtype!r} is not registered")
     elif not scheme.supports_dtype(get_dtype(caps.default_dtype)):
         out.append(f"default dtype {caps.default_dtype!r} is not among the dtypes it supports")
+    ratio = getattr(caps, "max_step_ratio", 1.0)
+    if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio >= 1.0):
+        out.append(f"max_step_ratio={ratio!r} must be a finite number >= 1.0")
     if caps.default_granularity.kind not in caps.granularities:
         out.append(f"default granularity {gran_text(caps.default_granularity)} is not a kind it claims")
     for option, values in (("nonfinite", caps.nonfinite), ("nondivisible", caps.nondivisible)):
@@ -313,54 +317,25 @@ def check_qparams_describe_their_producer(subject: Subject, case: Case, ctx: Che
         )
     codes = scheme.quantize(x, qp)
     deq = scheme.dequantize(codes, qp)
-    if not torch.equal(scheme.dequantize(codes, back), deq):
+    if differs := code_difference("values", scheme.dequantize(codes, back), deq):
         raise ConformanceError(
-            "dequantize with round-tripped qparams differs: dequantize must need nothing but the qparams",
+            f"dequantize with round-tripped qparams differs ({differs}): dequantize must need nothing but "
+            f"the qparams",
             dtype=case.dtype,
             granularity=g,
         )
     if subject.registered:
-        if not torch.equal(quantize(x, qp), codes):
+        if differs := code_difference("codes", quantize(x, qp), codes):
             raise ConformanceError(
-                "mono_quant.core.quantize(x, qp) differs from scheme.quantize(x, qp): a scheme that "
-                "overrides quantize must declare affine=False",
+                f"mono_quant.core.quantize(x, qp) differs from scheme.quantize(x, qp) ({differs}): a scheme "
+                f"that overrides quantize must declare affine=False",
                 dtype=case.dtype,
                 granularity=g,
             )
-        if not torch.equal(dequantize(codes, qp), deq):
+        if differs := code_difference("values", dequantize(codes, qp), deq):
             raise ConformanceError(
-                "mono_quant.core.dequantize(codes, qp) differs from scheme.dequantize(codes, qp): a "
-                "scheme that overrides dequantize must declare affine=False",
+                f"mono_quant.core.dequantize(codes, qp) differs from scheme.dequantize(codes, qp) "
+                f"({differs}): a scheme that overrides dequantize must declare affine=False",
                 dtype=case.dtype,
                 granularity=g,
             )
-
-
-@conformance_check("dtype_granularity")
-def check_quantize_tensor_matches_two_steps(subject: Subject, case: Case, ctx: CheckContext) -> None:
-    """quantize_tensor(x, ...) gives what compute_qparams then quantize give, packed or not."""
-    scheme = subject.get_scheme()
-    one_call = getattr(scheme, "quantize_tensor", None)
-    if one_call is None:
-        raise CheckSkipped("this mono-quant-core has no Scheme.quantize_tensor")
-    assert case.dtype is not None and case.granularity is not None
-    g = _INSTANCES[case.granularity]
-    qd = get_dtype(case.dtype)
-    for seed, kind in enumerate(("normal", "ties", "zeros")):
-        spec = f"make_tensor((4, 8), kind={kind!r}, seed={seed})"
-        ctx.note(dtype=qd.name, granularity=g, input=spec)
-        x = make_tensor((4, 8), kind=kind, seed=seed)
-        qp = scheme.compute_qparams(x, qd.name, g)
-        codes = scheme.quantize(x, qp)
-        for packed in (False, True):
-            got_codes, got_qp = one_call(x, qd.name, g, pack=packed)
-            want = pack(codes, qd) if packed else codes
-            if not got_qp.equals(qp) or got_codes.dtype != want.dtype or not torch.equal(got_codes, want):
-                what = "qparams" if not got_qp.equals(qp) else "codes"
-                raise ConformanceError(
-                    f"quantize_tensor(..., pack={packed}) gives different {what} than compute_qparams "
-                    f"then quantize{' then pack' if packed else ''}",
-                    dtype=qd.name,
-                    granularity=g,
-                    input=spec,
-                )

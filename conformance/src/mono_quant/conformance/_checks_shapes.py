@@ -7,7 +7,13 @@ import math
 import torch
 
 from mono_quant.conformance._catalog import Case, conformance_check
-from mono_quant.conformance._oracle import check_bound, expected_qparam_shape, gran_text, normalized
+from mono_quant.conformance._oracle import (
+    check_bound,
+    code_difference,
+    expected_qparam_shape,
+    gran_text,
+    normalized,
+)
 from mono_quant.conformance._results import CheckSkipped, ConformanceError
 from mono_quant.conformance._runner import CheckContext
 from mono_quant.conformance._selection import Subject
@@ -158,12 +164,11 @@ def check_float_targets_are_a_plain_cast(subject: Subject, case: Case, ctx: Chec
                 if qp.dtype != qd.name:
                     raise fail(f"qparams are for dtype {qp.dtype!r}")
                 codes = scheme.quantize(x, qp)
-                if not bits_equal(codes, x.to(target)):
-                    diff = "dtype " + str(codes.dtype) if codes.dtype != target else "values"
-                    raise fail(f"quantize is not x.to({target}): its {diff} differ")
+                if differs := code_difference("values", codes, x.to(target)):
+                    raise fail(f"quantize is not x.to({target}): {differs}")
                 deq = scheme.dequantize(codes, qp)
-                if not bits_equal(deq, codes.to(torch.float32)):
-                    raise fail("dequantize is not codes.to(torch.float32)")
+                if differs := code_difference("values", deq, codes.to(torch.float32)):
+                    raise fail(f"dequantize is not codes.to(torch.float32): {differs}")
     qp = scheme.compute_qparams(torch.ones(4), qd.name)
     nan = torch.tensor([1.0, math.nan, 2.0])
     ctx.note(dtype=qd.name, input="torch.tensor([1.0, nan, 2.0])")

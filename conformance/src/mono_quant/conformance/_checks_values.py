@@ -5,23 +5,22 @@ from __future__ import annotations
 import torch
 
 from mono_quant.conformance._catalog import Case, conformance_check
+from mono_quant.conformance._inputs import QuantInput, fixed_inputs, quant_inputs, variants
 from mono_quant.conformance._oracle import (
     MAX_ENUMERATED_LEVELS,
-    QuantInput,
     check_bound,
-    explicit_inputs,
+    expected_qparam_shape,
     first_index,
     gran_text,
     normalized,
     per_element,
-    quant_inputs,
-    variants,
 )
 from mono_quant.conformance._results import CheckSkipped, ConformanceError
 from mono_quant.conformance._runner import CheckContext
 from mono_quant.conformance._selection import Subject
+from mono_quant.conformance._variants import case_scheme, case_setup
 from mono_quant.conformance.strategies import FLOAT_DTYPES
-from mono_quant.core import Granularity, QuantDtype, Scheme, get_dtype
+from mono_quant.core import Granularity, Scheme, get_dtype
 
 __all__: list[str] = []
 
@@ -29,13 +28,7 @@ __all__: list[str] = []
 _CONSTANTS = (0.0, 1.5, -0.75, 2.0**-20, 1e-30, -3.0e4)
 
 
-def _subject_case(subject: Subject, case: Case) -> tuple[Scheme, QuantDtype, str]:
-    if case.dtype is None or case.granularity is None:
-        raise CheckSkipped("the scheme claims no registered integer dtype")
-    return subject.get_scheme(), get_dtype(case.dtype), case.granularity
-
-
-def _input_dtypes(scheme: Scheme) -> tuple[str, ...]:
+def input_dtypes(scheme: Scheme) -> tuple[str, ...]:
     # A scheme computing in the input's dtype (torchao's profile) cannot meet the
     # float32 error bound on half-precision input; it is held to float32 input.
     return tuple(FLOAT_DTYPES) if scheme.profile.compute_dtype == "float32" else ("float32", "float64")
@@ -43,8 +36,6 @@ def _input_dtypes(scheme: Scheme) -> tuple[str, ...]:
 
 def constant_granules(shape: tuple[int, ...], g: Granularity, values: tuple[float, ...]) -> torch.Tensor:
     """A float32 tensor of ``shape`` whose every granule under ``g`` is constant (cycling ``values``)."""
-    from mono_quant.conformance._oracle import expected_qparam_shape
-
     qshape = expected_qparam_shape(shape, g, pad=True)
     n = 1
     for s in qshape:
@@ -55,14 +46,14 @@ def constant_granules(shape: tuple[int, ...], g: Granularity, values: tuple[floa
     return per_element(per_granule, shape, normalized(g, len(shape))).to(torch.float32).contiguous()
 
 
-@conformance_check("dtype_granularity")
+@conformance_check("dtype_granularity_profile")
 def check_zero_range_gives_finite_scale(subject: Subject, case: Case, ctx: CheckContext) -> None:
     """All-zero and constant tensors, channels and groups give a finite scale > 0.
 
     Also an integer zero-point in [qmin, qmax], 0.0 back exactly, and the
     constant back within the scheme's error bound.
     """
-    scheme, qd, kind = _subject_case(subject, case)
+    scheme, qd, kind = case_setup(subject, case)
     assert qd.qmin is not None and qd.qmax is not None
     shape = (4, 6)
     inputs: list[tuple[str, torch.Tensor, Granularity]] = []
@@ -108,10 +99,10 @@ def check_zero_range_gives_finite_scale(subject: Subject, case: Case, ctx: Check
         check_bound(scheme, qd, x, qp, codes, deq, g)
 
 
-@conformance_check("dtype_granularity")
+@conformance_check("dtype_granularity_profile")
 def check_codes_and_zero_point_inside_qmin_qmax(subject: Subject, case: Case, ctx: CheckContext) -> None:
     """Codes have the dtype's code dtype and lie in [qmin, qmax]; so does every zero-point."""
-    scheme, qd, kind = _subject_case(subject, case)
+    scheme, qd, kind = case_setup(subject, case)
     assert qd.qmin is not None and qd.qmax is not None
     qmin, qmax = qd.qmin, qd.qmax
 
@@ -145,11 +136,11 @@ def check_codes_and_zero_point_inside_qmin_qmax(subject: Subject, case: Case, ct
                 granularity=inp.granularity,
             )
 
-    ctx.for_each(quant_inputs(kind, float_dtypes=_input_dtypes(scheme)), prop, explicit=explicit_inputs(kind))
+    ctx.for_each(quant_inputs(kind, float_dtypes=input_dtypes(scheme)), prop, explicit=fixed_inputs(kind, qd))
 
 
 def _round_trip(subject: Subject, case: Case, ctx: CheckContext, *, max_examples: int | None = None) -> None:
-    scheme, qd, kind = _subject_case(subject, case)
+    scheme, qd, kind = case_setup(subject, case)
 
     def prop(inp: QuantInput) -> None:
         x = inp.make()
@@ -159,17 +150,21 @@ def _round_trip(subject: Subject, case: Case, ctx: CheckContext, *, max_examples
         check_bound(scheme, qd, x, qp, codes, deq, normalized(inp.granularity, x.dim()))
 
     ctx.for_each(
-        quant_inputs(kind, float_dtypes=_input_dtypes(scheme)),
+        quant_inputs(kind, float_dtypes=input_dtypes(scheme)),
         prop,
-        explicit=explicit_inputs(kind),
+        explicit=fixed_inputs(kind, qd),
         max_examples=max_examples,
     )
 
 
-@conformance_check("dtype_granularity")
+@conformance_check("dtype_granularity_profile")
 def check_round_trip_error_within_half_scale(subject: Subject, case: Case, ctx: CheckContext) -> None:
-    """Affine schemes: |x - dequantize(quantize(x))| <= scale/2 (plus float32 slack) everywhere."""
-    if not subject.get_scheme().capabilities.affine:
+    """Affine schemes: |x - dequantize(quantize(x))| <= scale/2, the dtype's grid's at most, everywhere.
+
+    Plus float32 slack; the scale no coarser than the dtype's step (times the
+    declared max_step_ratio), so a grid of fewer levels than the dtype's fails too.
+    """
+    if not case_scheme(subject, case).capabilities.affine:
         raise CheckSkipped(
             "non-affine scheme (affine=False): scale/2 is the affine bound; "
             "check_quantize_picks_nearest_code holds it to its own codebook"
@@ -177,10 +172,10 @@ def check_round_trip_error_within_half_scale(subject: Subject, case: Case, ctx: 
     _round_trip(subject, case, ctx)
 
 
-@conformance_check("dtype_granularity")
+@conformance_check("dtype_granularity_profile")
 def check_quantize_picks_nearest_code(subject: Subject, case: Case, ctx: CheckContext) -> None:
     """Non-affine schemes: each value gets the code whose dequantized value is nearest."""
-    scheme = subject.get_scheme()
+    scheme = case_scheme(subject, case)
     if scheme.capabilities.affine:
         raise CheckSkipped(
             "affine scheme: on a uniform grid the nearest code is the scale/2 bound, "
@@ -194,10 +189,10 @@ def check_quantize_picks_nearest_code(subject: Subject, case: Case, ctx: CheckCo
     _round_trip(subject, case, ctx, max_examples=15)
 
 
-@conformance_check("dtype_granularity")
+@conformance_check("dtype_granularity_profile")
 def check_zero_is_exactly_representable(subject: Subject, case: Case, ctx: CheckContext) -> None:
     """Where zero_exact is claimed, every 0.0 in the input dequantizes to exactly 0.0."""
-    scheme, qd, kind = _subject_case(subject, case)
+    scheme, qd, kind = case_setup(subject, case)
     if not scheme.capabilities.zero_exact:
         raise CheckSkipped("the scheme does not claim zero_exact")
 
@@ -215,13 +210,13 @@ def check_zero_is_exactly_representable(subject: Subject, case: Case, ctx: Check
                 granularity=inp.granularity,
             )
 
-    ctx.for_each(quant_inputs(kind, float_dtypes=_input_dtypes(scheme)), prop, explicit=explicit_inputs(kind))
+    ctx.for_each(quant_inputs(kind, float_dtypes=input_dtypes(scheme)), prop, explicit=fixed_inputs(kind, qd))
 
 
-@conformance_check("dtype_granularity")
+@conformance_check("dtype_granularity_profile")
 def check_symmetric_zero_point_rule(subject: Subject, case: Case, ctx: CheckContext) -> None:
     """Where symmetric is claimed, the zero-point is 0 (signed) or the profile's midpoint (unsigned)."""
-    scheme, qd, kind = _subject_case(subject, case)
+    scheme, qd, kind = case_setup(subject, case)
     if not scheme.capabilities.symmetric:
         raise CheckSkipped("the scheme does not claim symmetric")
     assert qd.qmin is not None and qd.qmax is not None
@@ -231,7 +226,7 @@ def check_symmetric_zero_point_rule(subject: Subject, case: Case, ctx: CheckCont
         want, rule = (qd.qmin + qd.qmax + 1) // 2, "(qmin + qmax + 1) // 2 for an unsigned dtype"
     else:
         want, rule = (qd.qmin + qd.qmax) // 2, "(qmin + qmax) // 2 for an unsigned dtype"
-    for inp in explicit_inputs(kind):
+    for inp in fixed_inputs(kind, qd):
         ctx.note(dtype=qd.name, granularity=inp.granularity, input=inp)
         qp = scheme.compute_qparams(inp.make(), qd.name, inp.granularity)
         assert qp.zero_point is not None

@@ -15,6 +15,12 @@ from mono_quant.conformance._catalog import Case, Check, all_checks
 from mono_quant.conformance._expected import ExpectedFailures
 from mono_quant.conformance._results import CheckResult, CheckSkipped, ConformanceError, Results, Status
 from mono_quant.conformance._selection import Subject, resolve_subjects
+from mono_quant.conformance._variants import (
+    SYNTHETIC_PREFIX,
+    extra_profiles,
+    synthetic_dtypes,
+    synthetic_dtypes_registered,
+)
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
@@ -28,6 +34,10 @@ T = TypeVar("T")
 #: The hypothesis profile the suite uses unless told otherwise (registered by
 #: :mod:`mono_quant.conformance.strategies`): derandomized, 25 examples.
 DEFAULT_PROFILE = "mono-quant-ci"
+
+#: Under a scheme's extra profiles and on synthetic dtypes a property draws this many
+#: times fewer examples.
+EXTRA_DIVISOR = 5
 
 
 class CheckContext:
@@ -62,7 +72,7 @@ class CheckContext:
         A :class:`ConformanceError` raised by ``prop`` gets the failing example
         attached as its input; any other exception is turned into one.
         """
-        from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings
+        from hypothesis import HealthCheck, Phase, Verbosity, given, settings
         from hypothesis import seed as hypothesis_seed
         from hypothesis.errors import HypothesisException
 
@@ -77,22 +87,25 @@ class CheckContext:
                 if exc.input is None:
                     exc.input = value
                 raise
-            except HypothesisException:
+            except (HypothesisException, CheckSkipped):
                 raise
             except Exception as exc:
                 raise ConformanceError(f"raised {type(exc).__name__}: {exc}", input=value) from exc
 
+        # The fixed examples run first, directly: they need none of hypothesis' machinery.
+        for value in explicit:
+            wrapped(value)
+        if n <= 0:
+            return
         test: Any = given(strategy)(wrapped)
-        for value in reversed(list(explicit)):
-            test = example(value)(test)
         test = settings(
-            max_examples=max(n, 1),
+            max_examples=n,
             database=None,
             deadline=None,
             derandomize=False,
             print_blob=False,
             verbosity=Verbosity.quiet,
-            phases=(Phase.explicit, Phase.generate, Phase.shrink) if n > 0 else (Phase.explicit,),
+            phases=(Phase.generate, Phase.shrink),
             suppress_health_check=list(HealthCheck),
         )(test)
         test = hypothesis_seed(self.seed + self._calls - 1)(test)
@@ -134,18 +147,26 @@ def cases_for(check: Check, subject: Subject) -> list[Case]:
     if check.over == "dtype":
         return [Case(d) for d in dtypes] or [Case()]
     kinds = subject.scheme.capabilities.granularities
-    return [Case(d, k) for d in dtypes for k in kinds] or [Case()]
+    profiles: list[str | None] = [None]
+    if check.over == "dtype_granularity_profile":
+        profiles += extra_profiles(subject.scheme)
+    return [Case(d, k, p) for d in dtypes for k in kinds for p in profiles] or [Case()]
 
 
 def plan(subjects: Sequence[Subject], checks: Iterable[Check]) -> list[PlannedCheck]:
-    """Every (check, subject, case), grouped by subject, checks in catalog order."""
+    """Every (check, subject, case), grouped by subject, checks in catalog order.
+
+    The suite's synthetic dtypes are registered while planning, so a scheme that
+    claims every affine integer dtype gets cases for them too.
+    """
     checks = list(checks)
-    return [
-        PlannedCheck(check, subject, case)
-        for subject in subjects
-        for check in checks
-        for case in cases_for(check, subject)
-    ]
+    with synthetic_dtypes_registered():
+        return [
+            PlannedCheck(check, subject, case)
+            for subject in subjects
+            for check in checks
+            for case in cases_for(check, subject)
+        ]
 
 
 class Runner:
@@ -171,16 +192,35 @@ class Runner:
         self.expected = expected or ExpectedFailures()
 
     def seed_for(self, planned: PlannedCheck) -> int:
-        """The hypothesis seed of ``planned``: fixed, derived from its id, or random."""
+        """The hypothesis seed of ``planned``: fixed, derived from the check and case, or random.
+
+        Derandomized, the seed comes from the check's name and the case (dtype,
+        granularity, profile), never from the scheme's or distribution's name: a
+        renamed plugin is shown the same inputs.
+        """
         if self.fixed_seed is not None:
             return self.fixed_seed
         if self.derandomize:
-            return zlib.crc32(planned.id.encode())
+            return zlib.crc32(f"{planned.check.name}[{planned.case.label}]".encode())
         return random.SystemRandom().getrandbits(32)
+
+    def examples_for(self, planned: PlannedCheck) -> int:
+        """Drawn examples per property: the profile's; a fifth of them on what the suite adds.
+
+        The suite adds the scheme's extra profiles and its own synthetic dtypes. The
+        fixed inputs (edge cases, ties built for the dtype) run in full on them; the
+        drawn ones are fewer, since the math differs there only in its conventions
+        (eps, compute dtype, zero-point rule) or its range.
+        """
+        case = planned.case
+        synthetic = case.dtype is not None and case.dtype.startswith(SYNTHETIC_PREFIX)
+        if case.profile is None and not synthetic:
+            return self.max_examples
+        return -(-self.max_examples // EXTRA_DIVISOR)
 
     def execute(self, planned: PlannedCheck) -> CheckResult:
         """Run one planned check and classify its outcome (expected failures applied)."""
-        ctx = CheckContext(max_examples=self.max_examples, seed=self.seed_for(planned))
+        ctx = CheckContext(max_examples=self.examples_for(planned), seed=self.seed_for(planned))
         subject = planned.subject
         context = f"[{subject.id}] {planned.check.name}" + (
             f" ({planned.case.label})" if planned.case.label else ""
@@ -190,7 +230,8 @@ class Runner:
         exception: BaseException | None = None
         reason = message = ""
         try:
-            planned.check.func(subject, planned.case, ctx)
+            with synthetic_dtypes_registered():
+                planned.check.func(subject, planned.case, ctx)
             status = "passed"
         except CheckSkipped as exc:
             status, reason = "skipped", str(exc)
@@ -259,6 +300,8 @@ class Runner:
             "python": sys.version.split()[0],
             "hypothesis_profile": self.profile,
             "max_examples": self.max_examples,
+            "max_examples_extra": -(-self.max_examples // EXTRA_DIVISOR),
+            "synthetic_dtypes": [d.name for d in synthetic_dtypes()],
             "derandomize": self.derandomize,
             "seed": self.fixed_seed,
             "platform": sys.platform,

@@ -111,9 +111,16 @@ class Subject:
             return f"{self.distribution} {self.version}: {state}{registers}"
         s, caps = self.scheme, self.scheme.capabilities
         dtypes = (
-            "every integer dtype (" + ", ".join(self.int_dtypes()) + ")"
+            "every affine integer dtype ("
+            + ", ".join(self.int_dtypes())
+            + ", and the suite's synthetic ones)"
             if caps.dtypes is None
             else ", ".join(caps.dtypes)
+        )
+        profiles = (
+            f"profiles {', '.join(caps.profiles)} (value checks run under each)"
+            if len(caps.profiles) > 1
+            else f"profile {s.profile.name}"
         )
         flags = [
             "affine" if caps.affine else "non-affine",
@@ -124,7 +131,7 @@ class Subject:
         return (
             f"{self.id} {s.version}: dtypes {dtypes}; granularities {', '.join(caps.granularities)}; "
             f"nonfinite {'/'.join(caps.nonfinite)}; nondivisible {'/'.join(caps.nondivisible)}; "
-            f"profile {s.profile.name}; {', '.join(flags)}"
+            f"{profiles}; {', '.join(flags)}"
         )
 
 

@@ -178,7 +178,10 @@ class ErrorSuite:
     @pytest.mark.parametrize(
         ("options", "fact"),
         [
-            ({"profile": "tflite"}, "unknown profile 'tflite'; known profiles: default, torchao"),
+            (
+                {"profile": "tflite"},
+                "unknown profile 'tflite'; known profiles: compressed-tensors, default, torchao",
+            ),
             ({"nondivisible": "truncate"}, "does not accept nondivisible='truncate'; it accepts: raise, pad"),
             ({"nonfinite": "ignore"}, "does not accept nonfinite='ignore'; it accepts: raise"),
             ({"eps": -1.0}, "eps must be a positive float or None, got -1.0"),

@@ -66,9 +66,11 @@ def conformance_session(
     wheel and ``conformance`` (default: :func:`pinned_conformance`) with the extra
     pip arguments ``install`` (``-c constraints.txt``, local wheels, ...); then, from
     an empty temporary folder so the source tree cannot shadow the wheel, run
-    ``pytest --mono-quant-conformance --scheme <schemes>`` (default: the plugin's
-    distribution name) with the plugin's ``pyproject.toml`` as ``--mono-quant-config``
-    and ``HYPOTHESIS_PROFILE`` defaulting to the derandomized ``mono-quant-ci``.
+    ``pytest --mono-quant-conformance --scheme=<schemes>`` (default: the plugin's
+    distribution name) with the plugin's ``pyproject.toml`` as
+    ``--mono-quant-config=PATH`` (one argument, so pytest never takes the plugin's
+    own pytest configuration) and ``HYPOTHESIS_PROFILE`` defaulting to the
+    derandomized ``mono-quant-ci``.
     ``session.posargs`` go to pytest.
 
     In a plugin's ``noxfile.py``::
@@ -94,12 +96,14 @@ def conformance_session(
     run_dir = work / "run"
     run_dir.mkdir()
     session.chdir(str(run_dir))
+    # Every value joined with "=": pytest reads a separate path argument as a test path
+    # before this plugin is loaded, and would take the plugin's pyproject.toml as its own
+    # configuration (its addopts included).
     args = ["python", "-m", "pytest", "-p", "no:cacheprovider", "--mono-quant-conformance"]
-    for name in schemes or [project["project"]["name"]]:
-        args += ["--scheme", name]
-    args += ["--mono-quant-config", str(root / "pyproject.toml")]
+    args += [f"--scheme={name}" for name in schemes or [project["project"]["name"]]]
+    args.append(f"--mono-quant-config={root / 'pyproject.toml'}")
     if json_path is not None:
-        args += ["--mono-quant-json", os.fspath(json_path)]
+        args.append(f"--mono-quant-json={os.fspath(json_path)}")
     run_env = {"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "mono-quant-ci")}
     run_env.update(env or {})
     session.run(*args, *pytest_args, *session.posargs, env=run_env)

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
     from _pytest.terminal import TerminalReporter
 
+    from mono_quant.conformance._observer_suite import ObserverSubject
+
 __all__ = [
     "ConformanceItem",
     "ConformanceSuite",
@@ -48,6 +50,7 @@ class _State:
     json_path: str | None
     config_source: str | None
     results: list[CheckResult] = field(default_factory=list)
+    observer_subjects: list[ObserverSubject] = field(default_factory=list)
 
 
 _STATE = pytest.StashKey[_State]()
@@ -116,9 +119,30 @@ def _profile(config: pytest.Config) -> str:
     return str(given or os.environ.get("HYPOTHESIS_PROFILE") or DEFAULT_PROFILE)
 
 
+def _check_config_argument(config: pytest.Config, explicit: str) -> None:
+    """Refuse ``--mono-quant-config PATH`` as two arguments where pytest took PATH as its own config.
+
+    pytest picks its rootdir and ini file before plugins add their options, so it
+    reads a separate PATH as a test path: the plugin's pyproject.toml then
+    configures pytest itself, ``addopts`` included. ``--mono-quant-config=PATH`` does not.
+    """
+    if explicit not in [str(a) for a in config.invocation_params.args]:
+        return
+    given = Path(explicit).resolve()
+    here = config.invocation_params.dir.resolve()
+    if config.inipath is None or config.inipath.resolve() != given or given.parent in (here, *here.parents):
+        return
+    raise ExpectedFailuresError(
+        f"--mono-quant-config {explicit} was given as two arguments, so pytest also took {explicit} as "
+        f"its own configuration file (its [tool.pytest.ini_options], addopts included). Write "
+        f"--mono-quant-config={explicit}."
+    )
+
+
 def _expected(config: pytest.Config) -> tuple[ExpectedFailures, str | None]:
     explicit = config.getoption("mono_quant_config")
     if explicit:
+        _check_config_argument(config, explicit)
         path = Path(explicit)
         if not path.is_file():
             raise ExpectedFailuresError(f"--mono-quant-config {explicit!r} does not exist.")
@@ -144,13 +168,15 @@ def pytest_configure(config: pytest.Config) -> None:
     from hypothesis.errors import InvalidArgument
 
     from mono_quant.conformance._catalog import all_checks
+    from mono_quant.conformance._observer_suite import observer_check_names, resolve_observer_subjects
     from mono_quant.conformance._selection import resolve_subjects
 
     names = list(config.getoption("mono_quant_schemes"))
     try:
-        subjects = resolve_subjects(names or None)
+        observer_subjects, scheme_names = resolve_observer_subjects(names)
+        subjects = resolve_subjects(scheme_names or None) if scheme_names or not names else []
         expected, source = _expected(config)
-        unknown = expected.unknown(c.name for c in all_checks())
+        unknown = expected.unknown([c.name for c in all_checks()] + observer_check_names())
         if unknown:
             raise ExpectedFailuresError(
                 "expected failure(s) name no known check: "
@@ -166,13 +192,21 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"mono-quant-conformance: {exc}") from None
     except InvalidArgument as exc:
         raise pytest.UsageError(f"mono-quant-conformance: hypothesis profile: {exc}") from None
-    if not any(s.scheme is not None for s in subjects) and not any(s.problems for s in subjects):
+    has_schemes = any(s.scheme is not None for s in subjects) or bool(observer_subjects)
+    if not has_schemes and not any(s.problems for s in subjects):
         raise pytest.UsageError(
             "mono-quant-conformance: no scheme plugin is installed; install the plugin to test "
             "(its wheel) next to mono-quant-conformance."
         )
     stale = config.getoption("mono_quant_stale") or expected.stale
-    config.stash[_STATE] = _State(subjects, runner, stale, config.getoption("mono_quant_json"), source)
+    config.stash[_STATE] = _State(
+        subjects,
+        runner,
+        stale,
+        config.getoption("mono_quant_json"),
+        source,
+        observer_subjects=observer_subjects,
+    )
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -188,12 +222,13 @@ class ConformanceSuite(pytest.Collector):
     def collect(self) -> list[pytest.Item]:
         """One :class:`ConformanceItem` per (check, subject, case)."""
         from mono_quant.conformance._catalog import all_checks
+        from mono_quant.conformance._observer_suite import observer_items
 
         state = self.config.stash[_STATE]
         return [
             ConformanceItem.from_parent(self, name=p.id, planned=p)
             for p in plan(state.subjects, all_checks())
-        ]
+        ] + observer_items(self, state.observer_subjects)
 
 
 class ConformanceItem(pytest.Item):
@@ -264,10 +299,11 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"torch {env['torch']}, hypothesis {env['hypothesis']} (profile {env['hypothesis_profile']}: "
         f"{env['max_examples']} examples, {'derandomized' if env['derandomize'] else 'random'}"
         + (f", seed {env['seed']}" if env["seed"] is not None else "")
-        + ")",
+        + f"; {env['max_examples_extra']} under extra profiles and on synthetic dtypes)",
         "under test:",
     ]
     lines += [f"  {s.header_line()}" for s in state.subjects]
+    lines += [f"  {s.header_line()}" for s in state.observer_subjects]
     if state.config_source:
         lines.append(f"expected failures from {state.config_source} (stale: {state.stale})")
     return lines
@@ -289,6 +325,12 @@ def pytest_terminal_summary(
         ]
         if mine:
             terminalreporter.write_line(f"{subject.id}: {summarize(mine)}")
+    for observer in state.observer_subjects:
+        mine = [
+            r for r in state.results if (r.distribution, r.scheme) == (observer.distribution, observer.name)
+        ]
+        if mine:
+            terminalreporter.write_line(f"{observer.id}: {summarize(mine)}")
     for r in state.results:
         if r.status == "stale":
             terminalreporter.write_line(f"STALE {r.reason}", yellow=True)
@@ -305,6 +347,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state.json_path:
         Results(
             list(state.results),
-            subjects=[s.describe() for s in state.subjects],
+            subjects=[s.describe() for s in state.subjects] + [s.describe() for s in state.observer_subjects],
             environment=state.runner.environment(),
         ).write_json(state.json_path)

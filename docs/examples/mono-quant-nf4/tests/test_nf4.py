@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 
 from mono_quant.conformance import strategies as mqst
 from mono_quant.core import (
+    Capabilities,
     Granularity,
     GroupSizeError,
+    MinMaxScheme,
     MonoQuantError,
     NonFiniteError,
     PerChannel,
@@ -25,7 +27,9 @@ from mono_quant.core import (
     PerTensor,
     QParams,
     QParamsError,
+    QuantDtype,
     UnsupportedDtypeError,
+    asymmetric_qparams,
     dequantize,
     get_dtype,
     get_scheme,
@@ -232,6 +236,25 @@ def test_an_all_zero_tensor_gets_a_finite_positive_scale_and_zero_codes() -> Non
 def test_only_the_nf4_dtype_is_supported() -> None:
     with pytest.raises(UnsupportedDtypeError, match="nf4"):
         NF4Scheme().compute_qparams(torch.randn(4, 64), "int8")
+
+
+class _EveryAffineDtype(MinMaxScheme):
+    """An affine scheme that claims every affine integer dtype (``dtypes=None``), as ``asymmetric`` does."""
+
+    name, version = "every-affine-dtype", "0"
+    capabilities = Capabilities(dtypes=None)
+
+    def qparams_from_range(
+        self, lo: torch.Tensor, hi: torch.Tensor, dtype: QuantDtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return asymmetric_qparams(lo, hi, dtype, self.profile)
+
+
+def test_the_nf4_dtype_is_a_codebook_that_affine_schemes_refuse() -> None:
+    assert NF4.affine is False
+    assert not _EveryAffineDtype().supports_dtype(NF4)
+    with pytest.raises(UnsupportedDtypeError, match="'nf4'"):
+        _EveryAffineDtype().compute_qparams(torch.randn(4, 64), NF4)
 
 
 def test_a_float_target_is_a_plain_cast() -> None:

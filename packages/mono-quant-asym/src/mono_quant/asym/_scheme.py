@@ -35,7 +35,7 @@ class AsymmetricScheme(MinMaxScheme):
     version = _VERSION
     capabilities = Capabilities(
         dtypes=None,
-        profiles=("default", "torchao", "custom"),
+        profiles=("default", "torchao", "compressed-tensors", "custom"),
         symmetric=False,
         golden="torch.ao",
         default_dtype="int8",

@@ -1,4 +1,4 @@
-"""mono-quant-core: the scheme interface, the quant dtype registry and plugin loading."""
+"""mono-quant-core: the scheme and observer interfaces, the quant dtype registry and plugin loading."""
 
 from __future__ import annotations
 
@@ -34,20 +34,36 @@ from mono_quant.core._granularity import (
 )
 from mono_quant.core._granules import GranuleLayout, granule_minmax
 from mono_quant.core._hookspecs import hookimpl
+from mono_quant.core._observer import (
+    Observer,
+    ObserverCapabilities,
+    ObserverContractError,
+    ObserverError,
+    UnknownObserverError,
+)
 from mono_quant.core._ops import dequantize, quantization_error, quantize, quantize_with_error
 from mono_quant.core._packing import pack, packed_shape, unpack
-from mono_quant.core._profile import DEFAULT_PROFILE, PROFILES, TORCHAO_PROFILE, Profile
+from mono_quant.core._profile import (
+    COMPRESSED_TENSORS_PROFILE,
+    DEFAULT_PROFILE,
+    PROFILES,
+    TORCHAO_PROFILE,
+    Profile,
+)
 from mono_quant.core._qparams import QParams
 from mono_quant.core._registry import (
     PluginRecord,
     PluginReport,
     PluginWarning,
     get_dtype,
+    get_observer,
     get_scheme,
     list_dtypes,
+    list_observers,
     list_schemes,
     plugin_report,
     reload_plugins,
+    temporary_dtypes,
 )
 from mono_quant.core._scheme import Capabilities, MinMaxScheme, Scheme, check_input
 
@@ -57,6 +73,7 @@ except _md.PackageNotFoundError:  # running from a source tree without metadata
     __version__ = "0+unknown"
 
 __all__ = [
+    "COMPRESSED_TENSORS_PROFILE",
     "DEFAULT_PROFILE",
     "PROFILES",
     "TORCHAO_PROFILE",
@@ -71,6 +88,10 @@ __all__ = [
     "MinMaxScheme",
     "MonoQuantError",
     "NonFiniteError",
+    "Observer",
+    "ObserverCapabilities",
+    "ObserverContractError",
+    "ObserverError",
     "Packing",
     "PerChannel",
     "PerGroup",
@@ -88,6 +109,7 @@ __all__ = [
     "Scheme",
     "SchemeContractError",
     "UnknownDtypeError",
+    "UnknownObserverError",
     "UnknownSchemeError",
     "UnsupportedDtypeError",
     "UnsupportedGranularityError",
@@ -98,11 +120,13 @@ __all__ = [
     "check_input",
     "dequantize",
     "get_dtype",
+    "get_observer",
     "get_scheme",
     "granularity_from_dict",
     "granule_minmax",
     "hookimpl",
     "list_dtypes",
+    "list_observers",
     "list_schemes",
     "pack",
     "packed_shape",
@@ -112,5 +136,6 @@ __all__ = [
     "quantize_with_error",
     "reload_plugins",
     "symmetric_qparams",
+    "temporary_dtypes",
     "unpack",
 ]

@@ -70,7 +70,10 @@ def symmetric_qparams(
     lo_neg, hi_pos = _include_zero(lo, hi)
     amax = torch.max(-lo_neg, hi_pos)
     scale = amax / (float(dtype.qmax - dtype.qmin) / 2)
-    scale = torch.clamp(scale, min=profile.eps_for(lo.dtype))
+    if profile.rounding == "compressed-tensors":
+        scale = _replace_zero_scale(scale)
+    else:
+        scale = torch.clamp(scale, min=profile.eps_for(lo.dtype))
     if dtype.signed:
         zp_value = 0
     elif profile.unsigned_symmetric_zero_point == "midpoint_up":
@@ -99,11 +102,25 @@ def asymmetric_qparams(
     assert dtype.qmin is not None and dtype.qmax is not None
     lo_neg, hi_pos = _include_zero(lo, hi)
     scale = (hi_pos - lo_neg) / float(dtype.qmax - dtype.qmin)
+    if profile.rounding == "compressed-tensors":
+        # compressed-tensors divides by the scale before it replaces a zero one; an all-zero
+        # granule then gives 0/0 and an undefined zero-point. Any zero-point in range decodes
+        # such a granule to exact zeros; this one is qmin.
+        scale = _replace_zero_scale(scale)
+        qmin_f, qmax_f = code_bounds(dtype, scale.dtype)
+        zp = torch.round(torch.clamp(dtype.qmin - lo_neg / scale, qmin_f, qmax_f))
+        return scale.to(torch.float32), zp.to(torch.int32)
     scale = torch.clamp(scale, min=profile.eps_for(lo.dtype))
     zp = dtype.qmin - torch.round(lo_neg / scale)
     qmin_f, qmax_f = code_bounds(dtype, zp.dtype)
     zp = torch.clamp(zp, qmin_f, qmax_f)
     return scale.to(torch.float32), zp.to(torch.int32)
+
+
+def _replace_zero_scale(scale: torch.Tensor) -> torch.Tensor:
+    """compressed-tensors' rule: a scale of exactly 0 becomes the dtype's machine epsilon."""
+    eps = torch.tensor(torch.finfo(scale.dtype).eps, dtype=scale.dtype, device=scale.device)
+    return torch.where(scale == 0, eps, scale)
 
 
 def check_finite(x: torch.Tensor, *, name: str | None = None) -> None:
@@ -198,6 +215,11 @@ def quantize_affine(
     rows = layout.to_rows(x)
     scale = layout.qparams_to_rows(qparams.scale.to(x.device))
     zero_point = layout.qparams_to_rows(qparams.zero_point.to(x.device))
+    if qparams.rounding == "compressed-tensors":
+        if check_finite and not all_finite(rows):
+            raise_nonfinite(x, name)
+        codes = layout.from_rows(_quantize_compressed_tensors(rows, scale, zero_point, dtype, compute))
+        return pack_codes(codes, dtype) if pack else codes
     if dtype.bits > 16:
         # float32 cannot hold int32 codes exactly: add the zero-point in int64.
         q = torch.round(rows.to(compute) * (1.0 / scale.to(compute)))
@@ -237,6 +259,18 @@ def quantize_affine(
         return out.reshape(*x.shape[:-1], x.shape[-1] // 2)
     codes = layout.from_rows(out)
     return pack_codes(codes, dtype) if pack else codes
+
+
+def _quantize_compressed_tensors(
+    rows: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, dtype: QuantDtype, compute: torch.dtype
+) -> torch.Tensor:
+    """``round(clamp(x / scale + zero_point, qmin, qmax))``, each step in ``compute`` (compressed-tensors)."""
+    if compute == torch.float64:
+        compute = torch.float32
+    scaled = rows.to(compute) / scale.to(compute)
+    scaled = scaled + zero_point.to(compute)
+    qmin_f, qmax_f = code_bounds(dtype, compute)
+    return torch.round(torch.clamp(scaled, qmin_f, qmax_f)).to(dtype.torch_dtype)
 
 
 def _nibbles_along_rows(shape: tuple[int, ...], layout: GranuleLayout, dtype: QuantDtype) -> bool:

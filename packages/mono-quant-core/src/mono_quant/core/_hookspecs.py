@@ -1,4 +1,4 @@
-"""The plugin hooks: each returns data (dtype entries, scheme objects)."""
+"""The plugin hooks: each returns data (dtype entries, scheme objects, observer classes)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,17 @@ import pluggy
 
 if TYPE_CHECKING:
     from mono_quant.core._dtypes import QuantDtype
+    from mono_quant.core._observer import Observer
     from mono_quant.core._scheme import Scheme
 
-__all__ = ["PROJECT_NAME", "hookimpl", "hookspec", "mono_quant_dtypes", "mono_quant_schemes"]
+__all__ = [
+    "PROJECT_NAME",
+    "hookimpl",
+    "hookspec",
+    "mono_quant_dtypes",
+    "mono_quant_observers",
+    "mono_quant_schemes",
+]
 
 PROJECT_NAME = "mono_quant"
 ENTRY_POINT_GROUP = "mono_quant"
@@ -42,4 +50,19 @@ def mono_quant_schemes() -> Iterable[Scheme]:  # type: ignore[empty-body]
 
     Scheme names must be unique across installed plugins: two plugins with the
     same scheme name make the name ambiguous until one of them is disabled.
+    """
+
+
+@hookspec
+def mono_quant_observers() -> Iterable[type[Observer]]:  # type: ignore[empty-body]
+    """Return the observer classes this plugin provides (:class:`~mono_quant.core.Observer` subclasses).
+
+    Classes, not instances: an observer holds state, so every
+    :func:`~mono_quant.core.get_observer` call builds a fresh one. Observer names
+    must be unique across installed plugins, as scheme names are.
+
+    >>> from mono_quant.core import hookimpl
+    >>> @hookimpl
+    ... def mono_quant_observers():
+    ...     return []  # e.g. [MyObserver]
     """

@@ -40,7 +40,7 @@ def quantize(
     >>> quantize(torch.tensor([0.0, 1.0, -0.75]), qp).tolist()  # -1.5 rounds half to even
     [1, 3, -1]
     """
-    check_input(x, name=name)
+    x = check_input(x, name=name).detach()
     qd = get_dtype(qparams.dtype)
     if qparams.is_float:
         return cast_to_float_target(x, qd, name=name)
@@ -74,6 +74,7 @@ def dequantize(
     >>> dequantize(torch.tensor([1, 3, 0], dtype=torch.int8), qp).tolist()
     [0.0, 1.0, -0.5]
     """
+    q = q.detach()
     if shape is not None:
         shape = tuple(int(s) for s in shape)
         qd = get_dtype(qparams.dtype)
@@ -115,7 +116,14 @@ def quantization_error(
     >>> round(signal, 6), round(noise, 6)  # 0.2 quantizes to 0.0
     (1.04, 0.04)
     """
-    check_input(x, name=name)
+    return _error_energies(x, codes, qparams, None, name)
+
+
+def _error_energies(
+    x: torch.Tensor, codes: torch.Tensor, qparams: QParams, scheme: Scheme | None, name: str | None
+) -> tuple[float, float]:
+    """:func:`quantization_error`, dequantizing non-affine codes with ``scheme`` (else by name)."""
+    x = check_input(x, name=name).detach()
     if tuple(codes.shape) != tuple(x.shape):
         label = f"{name!r}" if name else "the input tensor"
         raise QParamsError(
@@ -126,7 +134,10 @@ def quantization_error(
         energies = affine_error_energies(x, codes, qparams, name=name)
         if energies is not None:
             return energies
-    x_hat = dequantize(codes, qparams, dtype=torch.float32, name=name).reshape(-1)
+    if scheme is not None and not qparams.affine and not qparams.is_float:
+        x_hat = scheme.dequantize(codes, qparams, dtype=torch.float32, name=name).reshape(-1)
+    else:
+        x_hat = dequantize(codes, qparams, dtype=torch.float32, name=name).reshape(-1)
     flat = x.reshape(-1)
     signal = 0.0
     noise = 0.0
@@ -149,10 +160,14 @@ def quantize_with_error(
 ) -> tuple[torch.Tensor, QParams, tuple[float, float]]:
     """Codes, qparams and the error in one call: ``(codes, qparams, (signal, noise))``.
 
-    Equal to ``scheme.quantize_tensor`` followed by :func:`quantization_error`;
-    the codes are unpacked. For affine integer codes of up to 16 bits computed
-    in float32 the energies are summed inside the quantize loop, while each
-    block is still in cache, so the input is not read a second time.
+    The codes and qparams are ``scheme.quantize_tensor(x, dtype, granularity)``'s
+    (unpacked): a scheme that overrides :meth:`~mono_quant.core.Scheme.quantize_tensor`
+    gets its override called here, and so by ``mono-quant quantize``. The
+    energies are :func:`quantization_error`'s, non-affine codes dequantized by
+    ``scheme`` itself. With core's own ``quantize_tensor`` and affine integer
+    codes of up to 16 bits computed in float32, the energies are summed inside
+    the quantize loop, while each block is still in cache, so the input is not
+    read a second time; the codes are the same bits either way.
 
     >>> import torch
     >>> from mono_quant.core import MinMaxScheme, PerChannel, asymmetric_qparams
@@ -165,15 +180,14 @@ def quantize_with_error(
     >>> codes.dtype, round(signal, 4), noise < 1e-4
     (torch.uint8, 15.25, True)
     """
-    qp = scheme.compute_qparams(x, dtype, granularity, name=name)
-    qd = get_dtype(qp.dtype)
-    if qp.affine and not qp.is_float and qd.bits <= 16:
+    x = check_input(x, name=name).detach()
+    if type(scheme).quantize_tensor is Scheme.quantize_tensor:
         energies: list[float] = []
-        # compute_qparams has checked x when the scheme's range saw every element.
-        check = not scheme._range_covers_every_element
-        codes = quantize_affine(x, qp, qd, name=name, check_finite=check, energies=energies)
+        codes, qp = scheme._quantize_tensor_default(
+            x, dtype, granularity, name=name, pack=False, energies=energies
+        )
         if energies:
             return codes, qp, (energies[0], energies[1])
     else:
-        codes = quantize(x, qp, name=name)
-    return codes, qp, quantization_error(x, codes, qp, name=name)
+        codes, qp = scheme.quantize_tensor(x, dtype, granularity, name=name)
+    return codes, qp, _error_energies(x, codes, qp, scheme, name)

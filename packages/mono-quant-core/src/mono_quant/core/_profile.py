@@ -10,10 +10,18 @@ import torch
 
 from mono_quant.core._errors import UnsupportedOptionError
 
-__all__ = ["DEFAULT_PROFILE", "PROFILES", "TORCHAO_PROFILE", "Profile", "resolve_profile"]
+__all__ = [
+    "COMPRESSED_TENSORS_PROFILE",
+    "DEFAULT_PROFILE",
+    "PROFILES",
+    "TORCHAO_PROFILE",
+    "Profile",
+    "resolve_profile",
+]
 
 ComputeDtype = Literal["float32", "input"]
 UnsignedSymmetricZeroPoint = Literal["midpoint_up", "midpoint_down"]
+Rounding = Literal["torchao", "compressed-tensors"]
 
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 
@@ -32,6 +40,14 @@ class Profile:
     - ``unsigned_symmetric_zero_point``: the zero-point of a symmetric scheme on an
       unsigned dtype, ``"midpoint_up"`` = ``(qmin + qmax + 1) // 2`` (128 for uint8,
       as torch.ao and torchao do) or ``"midpoint_down"`` = ``(qmin + qmax) // 2``.
+    - ``rounding``: the order of operations. ``"torchao"``: the scale is floored
+      at ``eps``, ``zero_point = clamp(qmin - round(lo / scale))`` and
+      ``q = clamp(round(x * (1 / scale)) + zero_point)``. ``"compressed-tensors"``
+      (compressed-tensors' ``calculate_qparams`` and ``quantize``, as
+      llm-compressor runs them): only a scale of exactly 0 is replaced, by the
+      compute dtype's machine epsilon (``eps`` does not apply),
+      ``zero_point = round(clamp(qmin - lo / scale))`` and
+      ``q = round(clamp(x / scale + zero_point))``, every step in the compute dtype.
 
     >>> DEFAULT_PROFILE.eps == torch.finfo(torch.float32).eps
     True
@@ -43,6 +59,7 @@ class Profile:
     eps: float | None = FLOAT32_EPS
     compute_dtype: ComputeDtype = "float32"
     unsigned_symmetric_zero_point: UnsignedSymmetricZeroPoint = "midpoint_up"
+    rounding: Rounding = "torchao"
 
     def __post_init__(self) -> None:
         if self.eps is not None and not (isinstance(self.eps, float) and self.eps > 0.0):
@@ -58,6 +75,11 @@ class Profile:
             raise UnsupportedOptionError(
                 f"profile {self.name!r}: unsigned_symmetric_zero_point must be "
                 f"'midpoint_up' or 'midpoint_down', got {self.unsigned_symmetric_zero_point!r}."
+            )
+        if self.rounding not in ("torchao", "compressed-tensors"):
+            raise UnsupportedOptionError(
+                f"profile {self.name!r}: rounding must be 'torchao' or 'compressed-tensors', "
+                f"got {self.rounding!r}."
             )
 
     def compute_dtype_for(self, x_dtype: torch.dtype) -> torch.dtype:
@@ -87,7 +109,14 @@ class Profile:
 
 DEFAULT_PROFILE = Profile()
 TORCHAO_PROFILE = Profile(name="torchao", eps=None, compute_dtype="input")
-PROFILES: dict[str, Profile] = {p.name: p for p in (DEFAULT_PROFILE, TORCHAO_PROFILE)}
+#: What llm-compressor computes (and stores: scales in the model's dtype), so that a
+#: compressed-tensors checkpoint loads bit for bit on transformers' default path.
+COMPRESSED_TENSORS_PROFILE = Profile(
+    name="compressed-tensors", eps=None, compute_dtype="input", rounding="compressed-tensors"
+)
+PROFILES: dict[str, Profile] = {
+    p.name: p for p in (DEFAULT_PROFILE, TORCHAO_PROFILE, COMPRESSED_TENSORS_PROFILE)
+}
 
 
 def resolve_profile(
@@ -96,6 +125,7 @@ def resolve_profile(
     eps: float | Literal["keep"] | None = "keep",
     compute_dtype: ComputeDtype | None = None,
     unsigned_symmetric_zero_point: UnsignedSymmetricZeroPoint | None = None,
+    rounding: Rounding | None = None,
 ) -> Profile:
     """A named profile (or ``profile`` itself) with the given parameters overridden.
 
@@ -124,6 +154,8 @@ def resolve_profile(
         changes["compute_dtype"] = compute_dtype
     if unsigned_symmetric_zero_point is not None:
         changes["unsigned_symmetric_zero_point"] = unsigned_symmetric_zero_point
+    if rounding is not None:
+        changes["rounding"] = rounding
     if not changes:
         return base
     changed = dataclasses.replace(base, **changes)  # type: ignore[arg-type]

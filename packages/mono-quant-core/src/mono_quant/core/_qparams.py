@@ -25,7 +25,9 @@ class QParams:
     count). A float target (``float16``/``bfloat16``) has neither: quantizing is a
     plain cast. ``affine`` says whether the core's affine quantize/dequantize
     apply; a non-affine scheme (a codebook) does its own. ``compute_dtype`` is
-    ``"float32"`` or ``"input"`` (see :class:`~mono_quant.core.Profile`).
+    ``"float32"`` or ``"input"``, and ``rounding`` ``"torchao"`` or
+    ``"compressed-tensors"`` (see :class:`~mono_quant.core.Profile`): together they
+    say how :func:`~mono_quant.core.quantize` turns values into codes.
 
     >>> import torch
     >>> qp = QParams(torch.tensor(0.5), torch.tensor(0, dtype=torch.int32), dtype="int8")
@@ -42,6 +44,7 @@ class QParams:
     profile: str = "default"
     compute_dtype: str = "float32"
     affine: bool = True
+    rounding: str = "torchao"
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,7 +87,7 @@ class QParams:
             "compute_dtype": self.compute_dtype,
             "affine": "1" if self.affine else "0",
             "extra": json.dumps(self.extra, sort_keys=True),
-        }
+        } | ({} if self.rounding == "torchao" else {"rounding": self.rounding})
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The tensors by name (``scale``, ``zero_point``); empty for a float target."""
@@ -124,6 +127,7 @@ class QParams:
                 scheme_version=str(data.get("scheme_version", "")),
                 profile=str(data.get("profile", "default")),
                 compute_dtype=str(data.get("compute_dtype", "float32")),
+                rounding=str(data.get("rounding", "torchao")),
                 affine=str(data.get("affine", "1")) in ("1", "True", "true"),
                 extra=json.loads(extra) if isinstance(extra, str) else dict(extra),
             )

@@ -1,14 +1,15 @@
-"""Plugin discovery and the registry of dtypes and schemes, loaded lazily and isolated."""
+"""Plugin discovery and the registry of dtypes, schemes and observers, loaded lazily and isolated."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as md
 import inspect
 import os
 import re
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,6 +22,14 @@ from mono_quant.core._errors import (
     RegistryConflictError,
     UnknownDtypeError,
     UnknownSchemeError,
+    UnsupportedOptionError,
+)
+from mono_quant.core._granularity import Granularity
+from mono_quant.core._observer import (
+    Observer,
+    ObserverCapabilities,
+    ObserverNonFinitePolicy,
+    UnknownObserverError,
 )
 from mono_quant.core._scheme import Capabilities, Scheme
 
@@ -30,11 +39,14 @@ __all__ = [
     "PluginReport",
     "PluginWarning",
     "get_dtype",
+    "get_observer",
     "get_scheme",
     "list_dtypes",
+    "list_observers",
     "list_schemes",
     "plugin_report",
     "reload_plugins",
+    "temporary_dtypes",
 ]
 
 CORE_DISTRIBUTION = "mono-quant-core"
@@ -49,9 +61,14 @@ KNOWN_PROVIDERS: dict[str, str] = {
     "uint4": "mono-quant-int4",
     "int4-symmetric": "mono-quant-int4",
     "int4-asymmetric": "mono-quant-int4",
+    "minmax": "mono-quant-observers",
+    "moving-average-minmax": "mono-quant-observers",
+    "percentile": "mono-quant-observers",
+    "histogram": "mono-quant-observers",
+    "mse": "mono-quant-observers",
 }
 
-_HOOKS = ("mono_quant_dtypes", "mono_quant_schemes")
+_HOOKS = ("mono_quant_dtypes", "mono_quant_schemes", "mono_quant_observers")
 
 
 class PluginWarning(UserWarning):
@@ -69,6 +86,7 @@ class PluginRecord:
     schemes: tuple[str, ...] = ()
     dtypes: tuple[str, ...] = ()
     error: str | None = None
+    observers: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -79,6 +97,7 @@ class PluginRecord:
             "status": self.status,
             "schemes": list(self.schemes),
             "dtypes": list(self.dtypes),
+            "observers": list(self.observers),
             "error": self.error,
         }
 
@@ -114,6 +133,8 @@ class _State:
     dtype_sources: dict[str, str] = field(default_factory=dict)
     schemes: dict[str, Scheme] = field(default_factory=dict)
     scheme_sources: dict[str, str] = field(default_factory=dict)
+    observers: dict[str, type[Observer]] = field(default_factory=dict)
+    observer_sources: dict[str, str] = field(default_factory=dict)
     ambiguous: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     report: PluginReport = field(default_factory=lambda: PluginReport(()))
 
@@ -156,6 +177,7 @@ class _Candidate:
     disabled: bool = False
     dtypes: list[QuantDtype] = field(default_factory=list)
     schemes: list[Scheme] = field(default_factory=list)
+    observers: list[type[Observer]] = field(default_factory=list)
 
 
 def _discover() -> list[_Candidate]:
@@ -232,6 +254,8 @@ def _collect(cand: _Candidate, pm: pluggy.PluginManager) -> None:
             assert items is not None
             if hook == "mono_quant_dtypes":
                 cand.dtypes.extend(items)
+            elif hook == "mono_quant_observers":
+                cand.observers.extend(items)
             else:
                 cand.schemes.extend(items)
 
@@ -253,6 +277,29 @@ def _validate(hook: str, items: list[Any] | None) -> str | None:
                     return f"returned a scheme ({type(item).__name__}) without a {attr} string"
             if not isinstance(item.capabilities, Capabilities):
                 return f"returned scheme {item.name!r} whose capabilities are not a Capabilities"
+        if hook == "mono_quant_observers":
+            problem = _observer_problem(item)
+            if problem:
+                return problem
+    return None
+
+
+def _observer_problem(item: object) -> str | None:
+    if not inspect.isclass(item):
+        return (
+            f"must return Observer subclasses (classes: each user gets a fresh observer), "
+            f"got {type(item).__name__} {item!r}"
+        )
+    if not issubclass(item, Observer):
+        return f"must return Observer subclasses, got the class {item.__name__}"
+    if inspect.isabstract(item):
+        return f"returned the observer class {item.__name__}, which leaves abstract methods unimplemented"
+    for attr in ("name", "version"):
+        value = getattr(item, attr, None)
+        if not isinstance(value, str) or not value:
+            return f"returned an observer ({item.__name__}) without a {attr} string"
+    if not isinstance(item.capabilities, ObserverCapabilities):
+        return f"returned observer {item.name!r} whose capabilities are not an ObserverCapabilities"
     return None
 
 
@@ -291,6 +338,17 @@ def _merge(cands: list[_Candidate]) -> _State:
                 first = state.scheme_sources.pop(s.name)
                 del state.schemes[s.name]
                 state.ambiguous[key] = (first, cand.distribution)
+        for o in cand.observers:
+            key = ("observer", o.name)
+            if key in state.ambiguous:
+                state.ambiguous[key] += (cand.distribution,)
+            elif o.name not in state.observers:
+                state.observers[o.name] = o
+                state.observer_sources[o.name] = cand.distribution
+            else:
+                first = state.observer_sources.pop(o.name)
+                del state.observers[o.name]
+                state.ambiguous[key] = (first, cand.distribution)
     for (kind, name), sources in sorted(state.ambiguous.items()):
         conflicts.append(
             f"{kind} {name!r} is registered by {' and '.join(sources)} with different "
@@ -310,6 +368,7 @@ def _merge(cands: list[_Candidate]) -> _State:
                 schemes=tuple(s.name for s in cand.schemes) if status == "loaded" else (),
                 dtypes=tuple(d.name for d in cand.dtypes) if status == "loaded" else (),
                 error=cand.error,
+                observers=tuple(o.name for o in cand.observers) if status == "loaded" else (),
             )
         )
     state.report = PluginReport(tuple(records), tuple(conflicts))
@@ -441,4 +500,107 @@ def get_scheme(name: str, **options: Any) -> Scheme:
     installed = ", ".join(sorted(state.schemes)) or "none"
     raise UnknownSchemeError(
         f"{name!r} is not an installed scheme.{_missing_hint(name, state)} Installed schemes: {installed}."
+    )
+
+
+@contextlib.contextmanager
+def temporary_dtypes(dtypes: Iterable[QuantDtype], *, source: str) -> Iterator[list[str]]:
+    """Register ``dtypes`` until the ``with`` block ends; yield the names it added.
+
+    For test suites that exercise schemes on dtypes no installed plugin provides
+    (the conformance suite's synthetic dtypes). ``source`` is recorded as the
+    provider, as a distribution's name would be. A name already registered with
+    the same data is left as it is (and stays after the block); one registered with
+    different data raises :class:`RegistryConflictError` naming both providers.
+    :func:`reload_plugins` inside the block forgets the temporary entries.
+
+    >>> from mono_quant.core import QuantDtype, get_dtype, list_dtypes
+    >>> int3 = QuantDtype("demo-int3", bits=3, signed=True, qmin=-4, qmax=3, code_dtype="int8")
+    >>> with temporary_dtypes([int3], source="doctest") as added:
+    ...     added, get_dtype("demo-int3").qmax
+    (['demo-int3'], 3)
+    >>> "demo-int3" in list_dtypes()
+    False
+    """
+    wanted = list(dtypes)
+    with _lock:
+        state = _get_state()
+        for d in wanted:
+            if not isinstance(d, QuantDtype):
+                raise TypeError(f"temporary_dtypes takes QuantDtype entries, got {type(d).__name__} {d!r}.")
+            known = state.dtypes.get(d.name)
+            if known is not None and known != d:
+                raise RegistryConflictError(
+                    f"dtype {d.name!r} from {source} differs from the one {state.dtype_sources[d.name]} "
+                    f"registers; pick another name for the temporary dtype."
+                )
+            if ("dtype", d.name) in state.ambiguous:
+                raise RegistryConflictError(
+                    f"dtype {d.name!r} from {source} is already registered differently by "
+                    f"{' and '.join(state.ambiguous[('dtype', d.name)])}."
+                )
+        added = [d.name for d in wanted if d.name not in state.dtypes]
+        for d in wanted:
+            if d.name in added:
+                state.dtypes[d.name] = d
+                state.dtype_sources[d.name] = source
+    try:
+        yield added
+    finally:
+        with _lock:
+            for name in added:
+                state.dtypes.pop(name, None)
+                state.dtype_sources.pop(name, None)
+
+
+def list_observers() -> list[str]:
+    """Names of the observers the installed plugins provide, sorted.
+
+    >>> isinstance(list_observers(), list)
+    True
+    """
+    return sorted(_get_state().observers)
+
+
+def get_observer(
+    name: str,
+    granularity: Granularity | None = None,
+    *,
+    nonfinite: ObserverNonFinitePolicy = "raise",
+    **options: Any,
+) -> Observer:
+    """A fresh observer called ``name`` keeping ``granularity`` statistics (per-tensor by default).
+
+    ``options`` are the observer's own (``averaging_constant=``, ``bins=``, ...);
+    an option it does not take is refused with the list of those it does.
+
+    >>> get_observer("no-such-observer")
+    Traceback (most recent call last):
+    ...
+    mono_quant.core.UnknownObserverError: 'no-such-observer' is not an installed observer. ...
+    """
+    state = _get_state()
+    if name in state.observers:
+        cls = state.observers[name]
+        params = inspect.signature(cls).parameters
+        accepted = [p for p in params if p not in ("granularity", "nonfinite", "options")]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise UnsupportedOptionError(
+                f"observer {name!r} does not take option(s) {', '.join(unknown)}; it takes: "
+                f"{', '.join(accepted) or 'none'}."
+            )
+        observer = cls(granularity, nonfinite=nonfinite, **options)
+        observer.distribution = state.observer_sources[name]
+        return observer
+    if ("observer", name) in state.ambiguous:
+        sources = state.ambiguous[("observer", name)]
+        raise RegistryConflictError(
+            f"observer {name!r} is provided by both {' and '.join(sources)}; disable one with "
+            f"{DISABLE_ENV}={sources[-1]}."
+        )
+    installed = ", ".join(sorted(state.observers)) or "none"
+    raise UnknownObserverError(
+        f"{name!r} is not an installed observer.{_missing_hint(name, state)} "
+        f"Installed observers: {installed}."
     )

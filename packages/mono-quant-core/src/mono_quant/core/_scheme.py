@@ -60,6 +60,11 @@ class Capabilities:
     - ``golden``: ``"torch.ao"`` if the default profile is bit-exact with torch.ao's observers.
     - ``affine``: core's affine quantize/dequantize apply (``False`` for a codebook).
     - ``default_dtype`` / ``default_granularity``: used when the caller names none.
+    - ``max_step_ratio`` (affine schemes): the most a scale may exceed its granule's
+      step on the dtype's whole grid, ``2 * max(|min|, |max|) / (qmax - qmin)``.
+      1.0 for a scheme that uses every level (min/max schemes; scales rounded to a
+      16-bit float too); 2.0 for scales rounded up to a power of two. The suite
+      holds the round-trip error and the codes of a ramp to it.
 
     >>> Capabilities().granularities
     ('per_tensor', 'per_channel', 'per_group')
@@ -76,6 +81,7 @@ class Capabilities:
     affine: bool = True
     default_dtype: str = "int8"
     default_granularity: Granularity = field(default_factory=PerTensor)
+    max_step_ratio: float = 1.0
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form, for reports."""
@@ -91,6 +97,7 @@ class Capabilities:
             "affine": self.affine,
             "default_dtype": self.default_dtype,
             "default_granularity": self.default_granularity.to_dict(),
+            "max_step_ratio": self.max_step_ratio,
         }
 
 
@@ -127,6 +134,20 @@ class Scheme(abc.ABC):
     result is a finite positive float32 scale and an int32 zero-point inside
     ``[qmin, qmax]`` of the right shape. A non-affine scheme also overrides
     :meth:`quantize` and :meth:`dequantize` and sets ``affine=False``.
+
+    One method per concept, and every caller goes through it:
+
+    - qparams: :meth:`compute_scale_zero_point` (``qparams_from_range`` on a
+      :class:`MinMaxScheme`), called by :meth:`compute_qparams`;
+    - codes and values of non-affine qparams: :meth:`quantize` and :meth:`dequantize`
+      (core's :func:`~mono_quant.core.quantize`/``dequantize`` look the scheme up by name);
+    - qparams and codes in one call: :meth:`quantize_tensor`. It is the one-call
+      path of checkpoints: :func:`~mono_quant.core.quantize_with_error`, and so
+      ``mono-quant quantize``, calls an override of it. Its default is exactly
+      :meth:`compute_qparams` then :meth:`quantize` (fused for affine qparams).
+
+    Inputs are used detached (a ``requires_grad`` parameter is quantized like its
+    values) and never written to.
 
     Options (profile, policies) are set with :meth:`configure`, which returns a
     new scheme; instances are otherwise immutable.
@@ -220,7 +241,7 @@ class Scheme(abc.ABC):
         from mono_quant.core._registry import get_dtype
 
         qd = dtype if isinstance(dtype, QuantDtype) else get_dtype(dtype or self.capabilities.default_dtype)
-        check_input(x, name=name)
+        x = check_input(x, name=name).detach()  # a Parameter's values; never its graph
         if not self.supports_dtype(qd):
             supported = (
                 "every affine integer dtype"
@@ -243,6 +264,7 @@ class Scheme(abc.ABC):
                 scheme_version=self.version,
                 profile=self.profile.name,
                 compute_dtype=self.profile.compute_dtype,
+                rounding=self.profile.rounding,
                 affine=True,
             )
         if not isinstance(gran, (PerTensor, PerChannel, PerGroup)):
@@ -272,6 +294,7 @@ class Scheme(abc.ABC):
             scheme_version=self.version,
             profile=self.profile.name,
             compute_dtype=self.profile.compute_dtype,
+            rounding=self.profile.rounding,
             affine=self.capabilities.affine,
         )
 
@@ -304,8 +327,13 @@ class Scheme(abc.ABC):
         """QParams and codes of ``x`` in one call: ``(codes, qparams)``.
 
         With ``pack=True`` the codes are the dtype's packed storage. Equal to
-        :meth:`compute_qparams` followed by :func:`~mono_quant.core.quantize`,
-        but a scheme may do it in fewer passes over ``x``.
+        :meth:`compute_qparams` followed by :meth:`quantize` (and ``pack``), but
+        fused into fewer passes over ``x`` for affine qparams. This is the
+        method to override for a faster one-call path: every caller that wants
+        codes and qparams together (:func:`~mono_quant.core.quantize_with_error`,
+        and through it the CLI and checkpoint writers) calls the override. It
+        must give exactly the two-step result, raise the same errors
+        (``NonFiniteError``, ``GroupSizeError``, ...) and honour ``pack``.
 
         >>> import torch
         >>> from mono_quant.core import MinMaxScheme, PerChannel, symmetric_qparams
@@ -317,30 +345,54 @@ class Scheme(abc.ABC):
         >>> codes.dtype, tuple(qp.scale.shape)
         (torch.int8, (4,))
         """
+        return self._quantize_tensor_default(x, dtype, granularity, name=name, pack=pack)
+
+    def _quantize_tensor_default(
+        self,
+        x: torch.Tensor,
+        dtype: str | QuantDtype | None,
+        granularity: Granularity | None,
+        *,
+        name: str | None,
+        pack: bool,
+        energies: list[float] | None = None,
+    ) -> tuple[torch.Tensor, QParams]:
+        """Core's one-call path; fills ``energies`` where the fused affine loop can (``quantize_affine``)."""
         from mono_quant.core._packing import pack as pack_codes
         from mono_quant.core._registry import get_dtype
 
+        x = check_input(x, name=name).detach()
         qp = self.compute_qparams(x, dtype, granularity, name=name)
         qd = get_dtype(qp.dtype)
         if qp.is_float:
             return cast_to_float_target(x, qd, name=name), qp
-        if qp.affine:
+        if qp.affine and type(self).quantize is Scheme.quantize:
             # compute_qparams has checked x; the quantize pass need not look again
-            # unless the scheme's range ignores some elements (then it must check).
-            check = not self._range_covers_every_element
-            return quantize_affine(x, qp, qd, name=name, check_finite=check, pack=pack), qp
+            # unless the scheme's range may ignore some elements (then it must check).
+            check = not self._range_saw_every_element()
+            codes = quantize_affine(x, qp, qd, name=name, check_finite=check, pack=pack, energies=energies)
+            return codes, qp
         codes = self.quantize(x, qp, name=name)
         return (pack_codes(codes, qd) if pack else codes), qp
 
-    #: True when :meth:`compute_qparams` has seen every element's value (so a
-    #: non-finite input has already raised); lets :meth:`quantize_tensor` skip a check.
-    _range_covers_every_element: bool = False
+    def _range_saw_every_element(self) -> bool:
+        """Whether :meth:`compute_qparams` has certainly looked at every element's value.
+
+        True only for core's own :class:`MinMaxScheme` path (its per-granule min/max
+        meets every NaN and inf), so a non-finite input has already raised and the
+        quantize pass may skip its own check. Any override of either method voids it.
+        """
+        cls = type(self)
+        return (
+            cls.compute_qparams is Scheme.compute_qparams
+            and cls.compute_scale_zero_point is MinMaxScheme.compute_scale_zero_point
+        )
 
     def quantize(self, x: torch.Tensor, qparams: QParams, *, name: str | None = None) -> torch.Tensor:
         """Unpacked codes of ``x`` (affine by default); a float target is a cast."""
         from mono_quant.core._registry import get_dtype
 
-        check_input(x, name=name)
+        x = check_input(x, name=name).detach()
         qd = get_dtype(qparams.dtype)
         if qparams.is_float:
             return cast_to_float_target(x, qd, name=name)
@@ -356,8 +408,8 @@ class Scheme(abc.ABC):
     ) -> torch.Tensor:
         """Floats back from codes ``q`` (affine by default); a float target is a cast."""
         if qparams.is_float:
-            return q.to(dtype)
-        return dequantize_affine(q, qparams, out_dtype=dtype, name=name)
+            return q.detach().to(dtype)
+        return dequantize_affine(q.detach(), qparams, out_dtype=dtype, name=name)
 
     def describe(self) -> dict[str, object]:
         """Name, version, distribution, profile, policies and capabilities as a dict."""
@@ -449,8 +501,6 @@ class MinMaxScheme(Scheme):
     it), converts it to the profile's compute dtype and hands it to
     :meth:`qparams_from_range`.
     """
-
-    _range_covers_every_element = True
 
     def compute_scale_zero_point(
         self,

@@ -30,7 +30,7 @@ def _capabilities(symmetric: bool) -> Capabilities:
     return Capabilities(
         dtypes=("int4", "uint4"),
         granularities=("per_group", "per_channel", "per_tensor"),
-        profiles=("default", "torchao", "custom"),
+        profiles=("default", "torchao", "compressed-tensors", "custom"),
         symmetric=symmetric,
         golden="torch.ao",
         default_dtype="int4",

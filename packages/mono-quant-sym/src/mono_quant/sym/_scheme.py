@@ -37,7 +37,7 @@ class SymmetricScheme(MinMaxScheme):
     version = _VERSION
     capabilities = Capabilities(
         dtypes=None,
-        profiles=("default", "torchao", "custom"),
+        profiles=("default", "torchao", "compressed-tensors", "custom"),
         symmetric=True,
         golden="torch.ao",
         default_dtype="int8",

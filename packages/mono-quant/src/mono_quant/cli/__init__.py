@@ -36,7 +36,9 @@ if TYPE_CHECKING:
     )
     from mono_quant.cli._report import Report, TensorReport
     from mono_quant.cli._select import DEFAULT_MODULE_TYPES
+    from mono_quant.cli._split import merge_index
     from mono_quant.cli._tensor import QuantizedTensor
+    from mono_quant.cli._verify import VerifyReport, verify_checkpoint
 
 if TYPE_CHECKING:
     __version__: str
@@ -65,7 +67,10 @@ _LAZY = {
     "Report": "_report",
     "TensorReport": "_report",
     "DEFAULT_MODULE_TYPES": "_select",
+    "merge_index": "_split",
     "QuantizedTensor": "_tensor",
+    "VerifyReport": "_verify",
+    "verify_checkpoint": "_verify",
 }
 
 
@@ -107,6 +112,7 @@ __all__ = [
     "TensorError",
     "TensorReport",
     "UsageError",
+    "VerifyReport",
     "__version__",
     "dequantize_checkpoint",
     "dequantize_state_dict",
@@ -114,8 +120,10 @@ __all__ = [
     "inspect_checkpoint",
     "load_quantized",
     "main",
+    "merge_index",
     "quantize_checkpoint",
     "quantize_model",
     "quantize_state_dict",
     "save_quantized",
+    "verify_checkpoint",
 ]

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import fnmatch
 import importlib.metadata as md
+import multiprocessing
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from mono_quant.cli._atomic import Target, atomic_outputs
+from mono_quant.cli._atomic import Target, atomic_outputs, check_output
 from mono_quant.cli._checkpoint import QuantizedCheckpoint
-from mono_quant.cli._errors import TensorError, UsageError
+from mono_quant.cli._errors import InputError, RefusedError, TensorError, UsageError
 from mono_quant.cli._formats import compressed_tensors as ct
 from mono_quant.cli._formats import native
+from mono_quant.cli._model import ModelLayout, model_layout, read_config
 from mono_quant.cli._options import FORMATS, option
 from mono_quant.cli._plan import (
     DEFAULT_SCHEME,
@@ -26,11 +31,13 @@ from mono_quant.cli._plan import (
 )
 from mono_quant.cli._progress import Progress
 from mono_quant.cli._report import Report
-from mono_quant.cli._select import select_modules
-from mono_quant.cli._sinks import FileSink, MemorySink
+from mono_quant.cli._select import Selection, select_modules
+from mono_quant.cli._sinks import FileSink, MemorySink, Model
 from mono_quant.cli._source import Source, open_source, source_from_state_dict
+from mono_quant.cli._split import check_split, merge_index, part_data, part_folder, remove_parts, write_part
 from mono_quant.cli._stream import run
-from mono_quant.core import Granularity, GranuleLayout, PerGroup
+from mono_quant.cli._verify import transformers_asymmetric_regression
+from mono_quant.core import COMPRESSED_TENSORS_PROFILE, Granularity, GranuleLayout, PerGroup, PerTensor
 
 __all__ = [
     "FORMATS",
@@ -60,7 +67,74 @@ def producer(plan: Plan | None = None) -> dict[str, str]:
     return out
 
 
-def _preflight(source: Source, plan: Plan, fmt: str) -> list[str]:
+def _profile_notes(plan: Plan, source: Source) -> list[str]:
+    """What compressed-tensors output of a 16-bit model should know about the profile of its scales."""
+    narrow = any(i.dtype in (torch.bfloat16, torch.float16) for i in source.infos)
+    if plan.scheme.profile.rounding == "compressed-tensors" or not narrow:
+        return []
+    return [
+        f"profile {plan.scheme.profile.name!r}, not {COMPRESSED_TENSORS_PROFILE.name!r}: scales are stored "
+        f"in float32 where the model's dtype cannot hold them, and transformers' default load path rounds "
+        f"them to the model's dtype (mono-quant verify shows whether the loaded weights still match)"
+    ]
+
+
+def _model_of(source: Source, input: Path, fmt: str, config: str | Path | None) -> Model | None:
+    """The model config in play, if any, and its layout.
+
+    ``config`` if given, else the input folder's ``config.json``, else (for
+    compressed-tensors) the ``config.json`` beside a single input file.
+    compressed-tensors output without one is refused.
+    """
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise InputError(
+                f"the model config {path} does not exist; check the path given to {option('config', None)}."
+            )
+    elif source.kind == "folder" and source.path is not None and (source.path / "config.json").is_file():
+        path = source.path / "config.json"
+    elif fmt == ct.FORMAT and source.kind == "file" and (input.parent / "config.json").is_file():
+        path = input.parent / "config.json"
+    elif fmt == ct.FORMAT:
+        raise UsageError(
+            f"compressed-tensors output is a model folder, and its config.json must be the model's own "
+            f"(a loader needs model_type and the architecture); {input} is a single file with no config.json "
+            f"beside it. Pass {option('config', 'path/to/config.json')}, or quantize the model's folder."
+        )
+    else:
+        return None
+    cfg = read_config(path)
+    tensors = [(i.name, i.dtype, i.shape) for i in source.infos]
+    return Model(cfg, path, model_layout(cfg, tensors))
+
+
+def _model_selection(plan: Plan, source: Source, layout: ModelLayout) -> tuple[Plan, list[str]]:
+    """Select a model's ``Linear`` weights (unless ``include`` was given); notes say what is left and why."""
+    notes = [f"model-aware selection by {layout.method}: the weights of Linear modules", *layout.notes]
+    if plan.selection.include or plan.selection.names is not None:
+        return plan, [f"{option('include', None)} given: it replaces the model-aware selection"]
+    selected = layout.selected_weights
+    left: dict[str, list[str]] = {}
+    for info in source.infos:
+        if info.name in selected or len(info.shape) < 2 or not info.dtype.is_floating_point:
+            continue
+        module = info.name.removesuffix(".weight")
+        why = (
+            "ignored Linear (runtimes keep it in full precision)"
+            if module in layout.ignored
+            else ("not a Linear weight (embedding table, or a layer runtimes do not quantize)")
+        )
+        left.setdefault(why, []).append(info.name)
+    for why, names in left.items():
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        notes.append(f"left unquantized, {why}: {shown}")
+    notes.append(f"to choose other tensors: {option('include', None)} / {option('exclude', None)}")
+    selection = Selection((), plan.selection.exclude, selected)
+    return dataclasses.replace(plan, selection=selection), notes
+
+
+def _preflight(source: Source, plan: Plan, fmt: str, model: Model | None = None) -> list[str]:
     """Fail on option/tensor mismatches from the headers alone, before any data is read; return notes."""
     for pattern in plan.selection.include:
         if not any(fnmatch.fnmatchcase(i.name, pattern) for i in source.infos):
@@ -102,6 +176,21 @@ def _preflight(source: Source, plan: Plan, fmt: str) -> list[str]:
         GranuleLayout.of(info.shape, plan.granularity, nondivisible=plan.scheme.nondivisible, name=info.name)
         if fmt == ct.FORMAT:
             ct.check(info.name, info.shape, plan.dtype, plan.granularity)
+            assert model is not None
+            if info.name.removesuffix(".weight") not in model.layout.linear:
+                raise RefusedError(
+                    f"{info.name!r} is not the weight of a Linear module ({model.layout.method}); "
+                    f"compressed-tensors quantizes Linear modules only, and a loader would not find it. "
+                    f"Leave it out ({option('exclude', info.name)}) or use {option('format', 'native')}."
+                )
+            packed_zero_point = not plan.scheme.capabilities.symmetric and plan.dtype.bits == 4
+            if packed_zero_point and not isinstance(plan.granularity, PerTensor) and info.shape[0] <= 8:
+                raise RefusedError(
+                    f"{info.name!r} has {info.shape[0]} rows: compressed-tensors (0.20) cannot read an "
+                    f"asymmetric 4-bit zero-point packed into a single int32 row. Leave it out "
+                    f"({option('exclude', info.name)}), use a symmetric scheme, or "
+                    f"{option('format', 'native')}."
+                )
     return notes
 
 
@@ -123,6 +212,10 @@ def quantize_checkpoint(
     sqnr_threshold: float = DEFAULT_SQNR_THRESHOLD,
     force: bool = False,
     report: str | Path | None = None,
+    config: str | Path | None = None,
+    num_shards: int | None = None,
+    shard_index: int | None = None,
+    jobs: int = 1,
     progress: bool = False,
 ) -> Report:
     """Quantize a checkpoint on disk, streaming tensor by tensor; what ``mono-quant quantize`` runs.
@@ -149,6 +242,14 @@ def quantize_checkpoint(
     start = time.perf_counter()
     if format not in FORMATS:
         raise UsageError(f"unknown format {format!r}; expected one of: {', '.join(FORMATS)}.")
+    if jobs != 1:
+        options = {
+            "scheme": scheme, "dtype": dtype, "granularity": granularity, "axis": axis,
+            "group_size": group_size, "profile": profile, "include": tuple(include),
+            "exclude": tuple(exclude), "format": format, "nonfinite": nonfinite,
+            "nondivisible": nondivisible, "sqnr_threshold": sqnr_threshold, "config": config,
+        }  # fmt: skip
+        return _quantize_in_jobs(input, output, options, jobs, force=force, report=report)
     plan = make_plan(
         scheme=scheme,
         dtype=dtype,
@@ -161,8 +262,15 @@ def quantize_checkpoint(
         nonfinite=nonfinite,
         nondivisible=nondivisible,
         sqnr_threshold=sqnr_threshold,
+        preferred_profile=COMPRESSED_TENSORS_PROFILE.name if format == ct.FORMAT else None,
     )
     source = open_source(input)
+    profile_notes = _profile_notes(plan, source) if format == ct.FORMAT else []
+    model = _model_of(source, Path(input), format, config)
+    if model is not None:
+        plan, model_notes = _model_selection(plan, source, model.layout)
+    else:
+        model_notes = []
     out = Path(output)
     folder = source.kind == "folder" or format == ct.FORMAT
     if folder and out.name.endswith(".safetensors"):
@@ -171,10 +279,46 @@ def quantize_checkpoint(
             f"the output {out} would be a folder ({why}) named like a file; choose a folder name "
             f"without .safetensors."
         )
-    notes = _preflight(source, plan, format)
-    targets = [Target(out, folder, force, "output")]
-    if report is not None:
-        targets.append(Target(Path(report), False, force, "report"))
+    notes = [*profile_notes, *model_notes, *_preflight(source, plan, format, model)]
+    if (
+        format == ct.FORMAT
+        and not plan.scheme.capabilities.symmetric
+        and transformers_asymmetric_regression()
+    ):
+        import transformers
+
+        notes.append(
+            f"transformers {transformers.__version__} (installed) cannot load asymmetric compressed-tensors "
+            f"checkpoints on its default path (weight_zero_point size mismatch, a regression after 5.17, "
+            f"llm-compressor's own output included): load with CompressedTensorsConfig(dequantize=True), "
+            f"or quantize with a symmetric scheme"
+        )
+    split = num_shards is not None or shard_index is not None
+    if split:
+        if report is not None:
+            raise UsageError(
+                f"a split run's report is written when its parts are merged: pass {option('report', None)} "
+                f"to merge-index, not to each job."
+            )
+        names = check_split(source, shard_index, num_shards)
+        assert shard_index is not None and num_shards is not None
+        run_info = {
+            "input": str(Path(input).resolve()),
+            "format": format,
+            "plan": plan.describe(),
+            "selection": plan.selection.describe(),
+            "producer": producer(plan),
+            "model_config": None if model is None else str(model.path.resolve()),
+        }
+        source = dataclasses.replace(source, shards=[s for s in source.shards if s.name in names])
+        target = part_folder(out, shard_index, num_shards)
+        if out.resolve().parent.is_dir():
+            target.parent.mkdir(exist_ok=True)
+        targets = [Target(target, True, force, "part")]
+    else:
+        targets = [Target(out, folder, force, "output")]
+        if report is not None:
+            targets.append(Target(Path(report), False, force, "report"))
     bar = Progress(len(source.infos), sum(i.nbytes for i in source.infos), enabled=progress)
     with atomic_outputs(targets, protect=source.input_paths) as tmps:
         sink = FileSink(
@@ -184,22 +328,43 @@ def quantize_checkpoint(
             source=source,
             folder=folder,
             symmetric=plan.scheme.capabilities.symmetric,
+            model=model,
         )
         try:
             tensors = run(source, plan, sink, progress=bar)
-            sink.finish()
+            if not split:
+                sink.finish()
         except BaseException:
             sink.abort()
             raise
         finally:
             bar.close()
+        wall = time.perf_counter() - start
+        if split:
+            assert shard_index is not None and num_shards is not None
+            write_part(
+                tmps[0],
+                part_data(
+                    index=shard_index,
+                    count=num_shards,
+                    run=run_info,
+                    weight_map=sink.weight_map,
+                    data_bytes=sink.data_bytes,
+                    file_bytes=sink.file_bytes,
+                    entries=sink.config.entries,
+                    tensors=tensors,
+                    notes=notes,
+                    wall_time_s=wall,
+                ),
+            )
+            notes = [*notes, f"part {shard_index} of {num_shards}: input files {', '.join(names)}"]
         result = Report(
             tensors,
             plan=plan.describe(),
             input=str(input),
-            output=str(output),
+            output=str(targets[0].path),
             format=format,
-            wall_time_s=time.perf_counter() - start,
+            wall_time_s=wall,
             input_file_bytes=source.file_bytes,
             output_file_bytes=sink.file_bytes,
             notes=notes,
@@ -207,6 +372,41 @@ def quantize_checkpoint(
         if report is not None:
             result.write_json(tmps[1])
     return result
+
+
+def _quantize_part(
+    input: str | Path, output: str | Path, options: dict[str, Any], index: int, count: int
+) -> None:
+    """One job of ``--jobs``: its share of the threads, its part of the input (a process pool's task)."""
+    torch.set_num_threads(max(1, torch.get_num_threads() // count))
+    quantize_checkpoint(input, output, **options, num_shards=count, shard_index=index, force=True)
+
+
+def _quantize_in_jobs(
+    input: str | Path,
+    output: str | Path,
+    options: dict[str, Any],
+    jobs: int,
+    *,
+    force: bool,
+    report: str | Path | None,
+) -> Report:
+    """``--jobs N``: the split run's ``N`` parts in a local process pool, then one merge."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise UsageError(f"jobs must be a whole number of at least 1; got {jobs!r}.")
+    out = Path(output)
+    check_output(out, force=force, directory=True, role="output")  # refused now, not after the work
+    check_split(open_source(input), 0, jobs)
+    context = multiprocessing.get_context("spawn")  # a clean interpreter per job: no forked torch threads
+    try:
+        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = [pool.submit(_quantize_part, input, output, options, i, jobs) for i in range(jobs)]
+            for future in futures:
+                future.result()  # the first failure, as raised in its job
+        return merge_index(out, force=force, report=report)
+    except BaseException:
+        remove_parts(out)
+        raise
 
 
 def _quantize_source(source: Source, plan: Plan, notes: list[str]) -> QuantizedCheckpoint:

@@ -51,6 +51,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _writes_output(p: argparse.ArgumentParser, force: str, *, quiet: str) -> None:
+    """``-f/--force`` and ``-q/--quiet``, the options of every command that writes an output."""
+    what = f"{force}: a file, or a folder mono-quant wrote"
+    p.add_argument("-f", "--force", action="store_true", help=what)
+    p.add_argument("-q", "--quiet", action="store_true", help=quiet)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mono-quant`` (documented in ``docs/cli.md``)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -134,14 +141,29 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"flag tensors below this SQNR (default {DEFAULT_SQNR_THRESHOLD:g} dB)",
     )
     q.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")
-    q.add_argument("--all-tensors", action="store_true", help="list copied tensors in the table too")
     q.add_argument(
-        "-f",
-        "--force",
-        action="store_true",
-        help="replace an existing output (and report): a file, or a folder mono-quant wrote",
+        "--config",
+        metavar="CONFIG.json",
+        help="the model's config.json, for a single-file INPUT (default: the config.json beside it, for "
+        "--format compressed-tensors)",
     )
-    q.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no table")
+    q.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="split a sharded input over N local processes (whole files each), then merge",
+    )
+    q.add_argument(
+        "--num-shards",
+        type=_positive_int,
+        metavar="N",
+        help="this run is one of N jobs (Slurm array, Ray, ...): quantize its share of the input's files "
+        "into OUTPUT.parts/; join them with merge-index",
+    )
+    q.add_argument("--shard-index", type=int, metavar="I", help="which of the N jobs this is (0 to N-1)")
+    q.add_argument("--all-tensors", action="store_true", help="list copied tensors in the table too")
+    _writes_output(q, "replace an existing output (and report)", quiet="no progress bar, no table")
     q.set_defaults(func=_cmd_quantize, pipe_code=0)
 
     d = sub.add_parser("dequantize", parents=[common], help="turn a native checkpoint back into floats")
@@ -153,14 +175,31 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("original", *_OUT_DTYPES),
         help="dtype of every floating tensor of the output (default: each tensor's original dtype)",
     )
-    d.add_argument(
-        "-f",
-        "--force",
-        action="store_true",
-        help="replace an existing output: a file, or a folder mono-quant wrote",
-    )
-    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    _writes_output(d, "replace an existing output", quiet="no progress bar, no summary")
     d.set_defaults(func=_cmd_dequantize, pipe_code=0)
+
+    m = sub.add_parser(
+        "merge-index", parents=[common], help="join the parts of a split run (--num-shards) into OUTPUT"
+    )
+    m.add_argument(
+        "output", metavar="OUTPUT", help="the -o OUTPUT the jobs were given (parts in OUTPUT.parts/)"
+    )
+    m.add_argument("--report", metavar="FILE.json", help="also write the whole run's report as JSON")
+    m.add_argument("--keep-parts", action="store_true", help="leave OUTPUT.parts/ in place")
+    _writes_output(m, "replace an existing output (and report)", quiet="no table")
+    m.set_defaults(func=_cmd_merge, pipe_code=0)
+
+    v = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="load a compressed-tensors output with transformers and check it equals mono-quant's dequantize",
+    )
+    v.add_argument("input", metavar="OUTPUT_FOLDER")
+    v.add_argument(
+        "--reference", metavar="MODEL_FOLDER", help="the original model: per-module SQNR and output cosine"
+    )
+    v.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    v.set_defaults(func=_cmd_verify, pipe_code=141)
 
     i = sub.add_parser("inspect", parents=[common], help="show what a checkpoint holds")
     i.add_argument("input", metavar="FILE")
@@ -182,6 +221,8 @@ def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
             line += f"; schemes: {', '.join(rec.schemes)}"
         if rec.dtypes:
             line += f"; dtypes: {', '.join(rec.dtypes)}"
+        if rec.observers:
+            line += f"; observers: {', '.join(rec.observers)}"
         if rec.error:
             line += f"; error: {' '.join(rec.error.split())}"
         out.write(line + "\n")
@@ -211,6 +252,10 @@ def _cmd_quantize(args: argparse.Namespace, out: TextIO) -> int:
         sqnr_threshold=args.sqnr_threshold,
         force=args.force,
         report=args.report,
+        config=args.config,
+        num_shards=args.num_shards,
+        shard_index=args.shard_index,
+        jobs=args.jobs,
         progress=progress_wanted(args.quiet),
     )
     if not args.quiet:
@@ -231,6 +276,30 @@ def _cmd_dequantize(args: argparse.Namespace, out: TextIO) -> int:
     )
     if not args.quiet:
         out.write(f"wrote {path}\n")
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
+    from mono_quant.cli._split import merge_index
+
+    report = merge_index(args.output, force=args.force, report=args.report, keep_parts=args.keep_parts)
+    if not args.quiet:
+        out.write(report.render() + "\n")
+        out.write(f"wrote {args.output}" + (f" and {args.report}" if args.report else "") + "\n")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
+    from mono_quant.cli._verify import render_json, verify_checkpoint
+
+    try:
+        report = verify_checkpoint(args.input, args.reference)
+    except Exception as exc:
+        found = getattr(exc, "report", None)
+        if found is not None:  # a mismatch: show what was found, then the error
+            out.write((render_json(found) if args.json else found.render()) + "\n")
+        raise
+    out.write((render_json(report) if args.json else report.render()) + "\n")
     return 0
 
 

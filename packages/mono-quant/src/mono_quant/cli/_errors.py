@@ -11,6 +11,8 @@ from mono_quant.core import (
     InputDtypeError,
     MonoQuantError,
     NonFiniteError,
+    ObserverContractError,
+    ObserverError,
     PluginLoadError,
     QParamsError,
     RangeOverflowError,
@@ -66,6 +68,7 @@ _REFUSED = (
     GroupSizeError,
     InputDtypeError,
     NonFiniteError,
+    ObserverError,
     QParamsError,
     RangeOverflowError,
 )
@@ -87,7 +90,7 @@ def exit_code_for(exc: BaseException) -> int:
         return 5
     if isinstance(exc, (RefusedError, *_REFUSED)):
         return 4
-    if isinstance(exc, (SchemeContractError, PluginLoadError, RegistryConflictError)):
+    if isinstance(exc, (SchemeContractError, ObserverContractError, PluginLoadError, RegistryConflictError)):
         return 6
     if isinstance(exc, MonoQuantError):  # UsageError, unknown names, unsupported options
         return 2

@@ -17,6 +17,7 @@ from mono_quant.cli._errors import InputError, UsageError
 from mono_quant.cli._formats import native
 from mono_quant.cli._progress import Progress
 from mono_quant.cli._safetensors import StreamingWriter
+from mono_quant.cli._sinks import NATIVE_CONFIG
 from mono_quant.cli._source import Shard, Source, open_source
 from mono_quant.cli._tensor import QuantizedTensor
 
@@ -210,7 +211,9 @@ def _finish_folder(source: Source, root: Path, weight_map: dict[str, str], total
         index = {"metadata": {**source.index_metadata, "total_size": total}, "weight_map": weight_map}
         (root / indexes[0].name).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     for f in source.extra_files:
-        dest = root / f.relative_to(source.path)
+        rel = f.relative_to(source.path)
+        # Floats again: the model's config is a loadable config.json once more.
+        dest = root / ("config.json" if rel == Path(NATIVE_CONFIG) else rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(f, dest)
 

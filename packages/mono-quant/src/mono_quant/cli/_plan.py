@@ -162,11 +162,14 @@ def make_plan(
     nonfinite: NonFinite = "raise",
     sqnr_threshold: float = DEFAULT_SQNR_THRESHOLD,
     nondivisible: NonDivisible = "raise",
+    preferred_profile: str | None = None,
 ) -> Plan:
     """Resolve and check every option before any tensor is read.
 
     Unknown schemes, dtypes and profiles raise the core errors, which list what
     is installed; a dtype or granularity the scheme does not declare is refused here.
+    ``preferred_profile`` is used when ``profile`` is not given and the scheme
+    declares it (compressed-tensors output prefers its own).
 
     >>> p = make_plan(scheme="symmetric", dtype="int8")
     >>> p.dtype.name, str(p.granularity)
@@ -180,6 +183,8 @@ def make_plan(
     if group_size is not None and bad_size:
         raise UsageError(f"group_size must be a whole number of at least 1; got {group_size!r}.")
     sch = scheme if isinstance(scheme, Scheme) else get_scheme(scheme)
+    if profile is None and preferred_profile in sch.capabilities.profiles:
+        profile = preferred_profile  # the output format's own convention, when the scheme has it
     if profile is not None:
         sch = sch.configure(profile=profile)
     if nondivisible == "pad":

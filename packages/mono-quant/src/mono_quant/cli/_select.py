@@ -44,6 +44,15 @@ class Selection:
     exclude: tuple[str, ...] = ()
     names: frozenset[str] | None = None
 
+    def describe(self) -> dict[str, object]:
+        """The selection as JSON-ready data.
+
+        >>> Selection(exclude=("lm_head*",)).describe()
+        {'include': [], 'exclude': ['lm_head*'], 'names': None}
+        """
+        names = None if self.names is None else sorted(self.names)
+        return {"include": list(self.include), "exclude": list(self.exclude), "names": names}
+
     def decide(self, name: str, dtype: torch.dtype, shape: Sequence[int]) -> tuple[bool, str]:
         """``(quantize?, reason)`` for the tensor ``name`` of ``dtype`` and ``shape``."""
         for pattern in self.exclude:

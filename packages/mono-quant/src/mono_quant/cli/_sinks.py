@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,25 @@ import torch
 
 from mono_quant.cli._formats import compressed_tensors as ct
 from mono_quant.cli._formats import native
+from mono_quant.cli._model import ModelLayout
 from mono_quant.cli._safetensors import StreamingWriter
 from mono_quant.cli._source import Shard, Source
 from mono_quant.cli._tensor import QuantizedTensor
 
-__all__ = ["FileSink", "MemorySink", "header_reserve"]
+__all__ = ["NATIVE_CONFIG", "FileSink", "MemorySink", "Model", "finish_folder", "header_reserve"]
+
+#: Where a native output folder keeps the model's ``config.json``: under another name, so that
+#: transformers (and any loader that reads config.json) fails loudly instead of loading random weights.
+NATIVE_CONFIG = "mono-quant.config.json"
+
+
+@dataclass(frozen=True)
+class Model:
+    """The model config a run uses (input folder, ``--config``, or beside a single file) and its layout."""
+
+    config: dict[str, Any]
+    path: Path
+    layout: ModelLayout
 
 
 #: Header bytes budgeted per input tensor, besides its name and dimensions: up to four
@@ -91,8 +106,10 @@ class FileSink:
         source: Source,
         folder: bool,
         symmetric: bool = False,
+        model: Model | None = None,
     ) -> None:
         self.root = root
+        self.model = model
         self.fmt = fmt
         self.source = source
         self.folder = folder
@@ -156,34 +173,51 @@ class FileSink:
 
     def finish(self) -> None:
         """Write the index, copy the input folder's other files, write config.json (compressed-tensors)."""
-        if not self.folder:
-            return
-        src = self.source
-        if len(src.shards) > 1 or src.index_metadata:
-            index = {
-                "metadata": {**src.index_metadata, "total_size": self.data_bytes},
-                "weight_map": self.weight_map,
-            }
-            name = "model.safetensors.index.json"
-            if src.path is not None:
-                found = sorted(src.path.glob("*.safetensors.index.json"))
-                name = found[0].name if found else name
-            self._write_json(self.root / name, index)
-        config: dict[str, Any] | None = None
-        for f in src.extra_files:
-            assert src.path is not None
-            rel = f.relative_to(src.path)
-            if self.fmt == ct.FORMAT and rel == Path("config.json"):
-                config = json.loads(f.read_text())
-                continue
-            dest = self.root / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, dest)
-        if self.fmt == ct.FORMAT:
-            config = config if isinstance(config, dict) else {}
-            config["quantization_config"] = self.config.build()
-            self._write_json(self.root / "config.json", config)
+        if self.folder:
+            finish_folder(
+                self.root, self.source, self.fmt, self.weight_map, self.data_bytes, self.config, self.model
+            )
 
-    @staticmethod
-    def _write_json(path: Path, data: dict[str, Any]) -> None:
-        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+def finish_folder(
+    root: Path,
+    source: Source,
+    fmt: str,
+    weight_map: dict[str, str],
+    data_bytes: int,
+    config: ct.QuantizationConfigBuilder,
+    model: Model | None,
+) -> None:
+    """The rest of an output folder once its weight files are written: index, other files, config.json.
+
+    The index is written for a sharded input (or one that had an index); the
+    input folder's other files are copied (``config.json`` as
+    :data:`NATIVE_CONFIG` in the native format); compressed-tensors gets the
+    model's ``config.json`` with its ``quantization_config``.
+    """
+    if len(source.shards) > 1 or source.index_metadata:
+        index = {"metadata": {**source.index_metadata, "total_size": data_bytes}, "weight_map": weight_map}
+        name = "model.safetensors.index.json"
+        if source.path is not None:
+            found = sorted(source.path.glob("*.safetensors.index.json"))
+            name = found[0].name if found else name
+        _write_json(root / name, index)
+    for f in source.extra_files:
+        assert source.path is not None
+        rel = f.relative_to(source.path)
+        if rel == Path("config.json"):
+            if fmt == ct.FORMAT:
+                continue  # written below, with its quantization_config
+            rel = Path(NATIVE_CONFIG)
+        dest = root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, dest)
+    if fmt == ct.FORMAT:
+        assert model is not None  # the API refuses compressed-tensors output without a model config
+        data = dict(model.config)
+        data["quantization_config"] = config.build(model.layout)
+        _write_json(root / "config.json", data)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

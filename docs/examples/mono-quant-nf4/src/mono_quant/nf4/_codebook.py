@@ -50,7 +50,9 @@ NF4_LEVELS: tuple[float, ...] = (
 NF4_PACKING = Packing(bits=4, per_container=2, container="uint8", axis=-1, order="high_first", offset=0)
 
 #: The registry entry for NF4 codes: indices 0..15 into :data:`NF4_LEVELS`, not integers
-#: on an affine grid, stored unpacked as uint8 and packed two per byte.
+#: on an affine grid, stored unpacked as uint8 and packed two per byte. ``affine=False``
+#: says so: an affine scheme that claims "every affine integer dtype" (``dtypes=None``,
+#: like ``symmetric``) must not accept nf4, or it would return affine qparams labelled nf4.
 NF4 = QuantDtype(
     "nf4",
     bits=4,
@@ -60,6 +62,7 @@ NF4 = QuantDtype(
     code_dtype="uint8",
     packing=NF4_PACKING,
     description="4-bit NormalFloat (QLoRA) codebook indices, packed two per byte",
+    affine=False,
 )
 
 _INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
 from typing import Any
 
 import torch
 
 from mono_quant.cli._errors import RefusedError, UsageError
+from mono_quant.cli._model import ModelLayout
 from mono_quant.cli._options import option
 from mono_quant.cli._tensor import QuantizedTensor
 from mono_quant.core import (
@@ -46,6 +46,7 @@ from mono_quant.core import (
 
 __all__ = [
     "BITS",
+    "COMPRESSED_TENSORS_VERSION",
     "FORMAT",
     "QuantizationConfigBuilder",
     "check",
@@ -58,6 +59,9 @@ __all__ = [
 
 FORMAT = "compressed-tensors"
 PACK_QUANTIZED = "pack-quantized"
+#: The compressed-tensors version whose checkpoints this writer reproduces (llm-compressor 0.14's output,
+#: kept as golden files) and writes in ``quantization_config.version``.
+COMPRESSED_TENSORS_VERSION = "0.19.0"
 #: Bit widths written (compressed-tensors reads 1..8; these divide a byte evenly).
 BITS = (2, 4, 8)
 
@@ -194,6 +198,11 @@ def encode(
         scale, zero_point = qp.scale.reshape(1), qp.zero_point.reshape(1)
     zp = _signed(zero_point, qd)
     keep_zp = not (symmetric and not bool(zp.any()))
+    # In the model's dtype, as llm-compressor stores it and transformers' default load path expects,
+    # whenever that holds the scale exactly (the compressed-tensors profile computes it so).
+    narrow = scale.to(qt.orig_dtype)
+    if qt.orig_dtype.is_floating_point and torch.equal(narrow.to(torch.float32), scale):
+        scale = narrow
     out = [
         (f"{name}_packed", pack_int32(_signed(qt.codes, qd), qd.bits)),
         (f"{name}_scale", scale.contiguous()),
@@ -202,14 +211,19 @@ def encode(
     if keep_zp:
         stored_zp = zp if strategy == "tensor" else pack_int32(zp.t().contiguous(), qd.bits).t().contiguous()
         out.append((f"{name}_zero_point", stored_zp))
-    args = {
-        "num_bits": qd.bits,
-        "type": "int",
-        "symmetric": not keep_zp,
-        "strategy": strategy,
-        "group_size": group_size,
+    args: dict[str, Any] = {
+        "actorder": None,
+        "block_structure": None,
         "dynamic": False,
-        "observer": "minmax",
+        "group_size": group_size,
+        "num_bits": qd.bits,
+        "observer": "memoryless_minmax",
+        "observer_kwargs": {},
+        "scale_dtype": None,
+        "strategy": strategy,
+        "symmetric": not keep_zp,
+        "type": "int",
+        "zp_dtype": "torch.int8" if keep_zp else None,  # what llm-compressor records for stored zero-points
     }
     _verify(name, qt, decode(name, dict(out), args))
     return out, args
@@ -256,42 +270,47 @@ def _verify(name: str, qt: QuantizedTensor, decoded: torch.Tensor) -> None:
 class QuantizationConfigBuilder:
     """Collects each quantized module with its args; builds the ``quantization_config`` block.
 
-    Modules with identical args share a config group whose ``targets`` are their
-    exact names, so nothing unquantized is ever targeted.
+    The block has the fields llm-compressor writes for the same scheme: one
+    config group targeting ``["Linear"]`` with every ``Linear`` module that was
+    not quantized (``lm_head``, excluded or skipped ones) in ``ignore``. Modules
+    quantized with different args (rare) get one group each, targeting their
+    exact names.
     """
 
     def __init__(self) -> None:
         self._groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        #: Every ``(weight_name, args)`` in the order added (a split run's parts hand these over).
+        self.entries: list[tuple[str, dict[str, Any]]] = []
 
     def add(self, weight_name: str, args: dict[str, Any]) -> None:
         """Record that ``weight_name`` (``<module>.weight``) was quantized with ``args``."""
         key = json.dumps(args, sort_keys=True)
         self._groups.setdefault(key, (args, []))[1].append(weight_name.removesuffix(".weight"))
+        self.entries.append((weight_name, args))
 
-    def extend(self, other: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Add several ``(weight_name, args)`` pairs."""
-        for name, args in other:
-            self.add(name, args)
-
-    def build(self) -> dict[str, Any]:
-        """The ``quantization_config`` dict for ``config.json``."""
+    def build(self, layout: ModelLayout) -> dict[str, Any]:
+        """The ``quantization_config`` dict for ``config.json`` of a model with ``layout``."""
+        quantized = {m for _, modules in self._groups.values() for m in modules}
+        one = len(self._groups) == 1
         groups = {
             f"group_{i}": {
-                "targets": sorted(modules),
-                "weights": args,
+                "format": PACK_QUANTIZED,
                 "input_activations": None,
                 "output_activations": None,
-                "format": PACK_QUANTIZED,
+                "targets": ["Linear"] if one else sorted(modules),
+                "weights": args,
             }
             for i, (args, modules) in enumerate(self._groups.values())
         }
         return {
-            "quant_method": "compressed-tensors",
-            "format": PACK_QUANTIZED,
-            "quantization_status": "compressed",
             "config_groups": groups,
-            "ignore": [],
+            "format": PACK_QUANTIZED,
+            "global_compression_ratio": None,
+            "ignore": sorted(m for m in layout.linear if m not in quantized),
             "kv_cache_scheme": None,
+            "quant_method": "compressed-tensors",
+            "quantization_status": "compressed",
             "sparsity_config": {},
             "transform_config": {},
+            "version": COMPRESSED_TENSORS_VERSION,
         }
