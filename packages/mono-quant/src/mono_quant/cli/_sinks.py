@@ -6,7 +6,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -16,6 +16,7 @@ from mono_quant.cli._model import ModelLayout
 from mono_quant.cli._safetensors import StreamingWriter
 from mono_quant.cli._source import Shard, Source
 from mono_quant.cli._tensor import QuantizedTensor
+from mono_quant.core import QParams
 
 __all__ = ["NATIVE_CONFIG", "FileSink", "MemorySink", "Model", "finish_folder", "header_reserve"]
 
@@ -107,9 +108,12 @@ class FileSink:
         folder: bool,
         symmetric: bool = False,
         model: Model | None = None,
+        activations: dict[str, QParams] | Literal["dynamic"] | None = None,
     ) -> None:
         self.root = root
         self.model = model
+        #: W8A8: each quantized module's static input QParams (by module name), or "dynamic".
+        self.activations = activations
         self.fmt = fmt
         self.source = source
         self.folder = folder
@@ -154,8 +158,13 @@ class FileSink:
             tensors, (key, value) = native.encode(name, qt)
             self._writer.metadata[key] = value
         else:
-            tensors, args = ct.encode(name, qt, symmetric=self.symmetric)
-            self.config.add(name, args)
+            activation: ct.Activation | None = None
+            if self.activations == "dynamic":
+                activation = "dynamic"
+            elif isinstance(self.activations, dict):
+                activation = self.activations[name.removesuffix(".weight")]
+            tensors, group = ct.encode(name, qt, symmetric=self.symmetric, activation=activation)
+            self.config.add(name, group)
         return sum(self._add(n, t) for n, t in tensors)
 
     def end_shard(self) -> None:

@@ -216,8 +216,8 @@ def verify_checkpoint(path: str | Path, reference: str | Path | None = None) -> 
         with _quiet():
             ref_model = _model_class(read_config(Path(reference) / "config.json")).from_pretrained(reference)
         ref_weights = ref_model.state_dict()
-    for key in sorted(k for k in stored if k.endswith(".weight_packed")):
-        name = key.removesuffix("_packed")
+    for key in sorted(k for k in stored if k.endswith(".weight_scale")):
+        name = key.removesuffix("_scale")
         module_args = args or next(
             g["weights"] for g in groups if name.removesuffix(".weight") in g.get("targets", [])
         )

@@ -11,7 +11,8 @@ environment, and its output is committed:
 It builds a small Llama-architecture model (random bfloat16 weights, fixed
 seed), saves it as ``base/``, and quantizes it with llm-compressor's
 ``QuantizationModifier`` (data-free, weights only, ``targets="Linear"``,
-``ignore=["lm_head"]``) into one folder per scheme. Only what the tests read is
+``ignore=["lm_head"]``) into one folder per scheme (W8A8 with dynamic activations needs
+no calibration data either). Only what the tests read is
 kept: ``config.json`` and ``model.safetensors`` of each folder.
 """
 
@@ -32,6 +33,7 @@ SCHEMES: dict[str, str | dict[str, object]] = {
     "w8a16-sym-g128": "W8A16",
     "w8a16-sym-channel": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel"},
     "w8a16-asym-channel": {"num_bits": 8, "type": "int", "symmetric": False, "strategy": "channel"},
+    "w8a8-dynamic": "W8A8",  # int8 channel weights, dynamic per-token int8 activations: no calibration
 }
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -38,6 +38,7 @@ from mono_quant.core import (
     PerChannel,
     PerGroup,
     PerTensor,
+    QParams,
     QuantDtype,
     Scheme,
     pack,
@@ -59,6 +60,8 @@ __all__ = [
 
 FORMAT = "compressed-tensors"
 PACK_QUANTIZED = "pack-quantized"
+#: Unpacked int8 codes, what compressed-tensors writes for W8A8.
+INT_QUANTIZED = "int-quantized"
 #: The compressed-tensors version whose checkpoints this writer reproduces (llm-compressor 0.14's output,
 #: kept as golden files) and writes in ``quantization_config.version``.
 COMPRESSED_TENSORS_VERSION = "0.19.0"
@@ -172,11 +175,19 @@ def check(name: str, shape: tuple[int, ...], qd: QuantDtype, gran: Granularity) 
     )
 
 
-def encode(
-    name: str, qt: QuantizedTensor, *, symmetric: bool
-) -> tuple[list[tuple[str, torch.Tensor]], dict[str, Any]]:
-    """The ``<module>.weight_*`` tensors for the weight ``name``, and its quantization args.
+#: What a module's input activations are: ``"dynamic"`` (per token, computed at run time) or
+#: the static per-tensor QParams calibration gave (``mono-quant calibrate``).
+Activation = Literal["dynamic"] | QParams
 
+
+def encode(
+    name: str, qt: QuantizedTensor, *, symmetric: bool, activation: Activation | None = None
+) -> tuple[list[tuple[str, torch.Tensor]], dict[str, Any]]:
+    """The ``<module>.weight*`` (and ``<module>.input_*``) tensors of the weight ``name``; its config group.
+
+    Weights only: ``pack-quantized``. With ``activation`` (W8A8): ``int-quantized``,
+    the int8 codes stored as ``<module>.weight`` and, for static activations,
+    ``<module>.input_scale`` (and ``input_zero_point`` when not symmetric).
     ``symmetric`` (the scheme's claim) drops the zero-point when it is all zero
     after the shift to the signed range; otherwise it is stored. The tensors are
     decoded as a compressed-tensors reader would (:func:`decode`) and must give
@@ -203,14 +214,21 @@ def encode(
     narrow = scale.to(qt.orig_dtype)
     if qt.orig_dtype.is_floating_point and torch.equal(narrow.to(torch.float32), scale):
         scale = narrow
-    out = [
-        (f"{name}_packed", pack_int32(_signed(qt.codes, qd), qd.bits)),
-        (f"{name}_scale", scale.contiguous()),
-        (f"{name}_shape", torch.tensor([rows, cols], dtype=torch.int64)),
-    ]
-    if keep_zp:
-        stored_zp = zp if strategy == "tensor" else pack_int32(zp.t().contiguous(), qd.bits).t().contiguous()
-        out.append((f"{name}_zero_point", stored_zp))
+    if activation is None:
+        out = [
+            (f"{name}_packed", pack_int32(_signed(qt.codes, qd), qd.bits)),
+            (f"{name}_scale", scale.contiguous()),
+            (f"{name}_shape", torch.tensor([rows, cols], dtype=torch.int64)),
+        ]
+        if keep_zp:
+            stored_zp = (
+                zp if strategy == "tensor" else pack_int32(zp.t().contiguous(), qd.bits).t().contiguous()
+            )
+            out.append((f"{name}_zero_point", stored_zp))
+    else:
+        out = [(name, _signed(qt.codes, qd).contiguous()), (f"{name}_scale", scale.contiguous())]
+        if keep_zp:
+            out.append((f"{name}_zero_point", zp.contiguous()))
     args: dict[str, Any] = {
         "actorder": None,
         "block_structure": None,
@@ -225,8 +243,57 @@ def encode(
         "type": "int",
         "zp_dtype": "torch.int8" if keep_zp else None,  # what llm-compressor records for stored zero-points
     }
+    group: dict[str, Any] = {"format": PACK_QUANTIZED, "weights": args, "input_activations": None}
+    if activation is not None:
+        group["format"] = INT_QUANTIZED
+        group["input_activations"], inputs = _activation(
+            name.removesuffix(".weight"), activation, qt.orig_dtype
+        )
+        out += inputs
     _verify(name, qt, decode(name, dict(out), args))
-    return out, args
+    return out, group
+
+
+def _activation(
+    module: str, activation: Activation, model_dtype: torch.dtype
+) -> tuple[dict[str, Any], list[tuple[str, torch.Tensor]]]:
+    """The ``input_activations`` args of a W8A8 module, and its stored input qparams (static)."""
+    args: dict[str, Any] = {
+        "actorder": None,
+        "block_structure": None,
+        "dynamic": True,
+        "group_size": None,
+        "num_bits": 8,
+        "observer": None,
+        "observer_kwargs": {},
+        "scale_dtype": None,
+        "strategy": "token",
+        "symmetric": True,
+        "type": "int",
+        "zp_dtype": None,
+    }
+    if activation == "dynamic":
+        return args, []
+    assert (
+        isinstance(activation, QParams) and activation.scale is not None and activation.zero_point is not None
+    )
+    scale = activation.scale.reshape(1)
+    narrow = scale.to(model_dtype)
+    if model_dtype.is_floating_point and torch.equal(narrow.to(torch.float32), scale):
+        scale = narrow
+    zp = activation.zero_point.reshape(1)
+    symmetric = not bool(zp.any())
+    stored = [(f"{module}.input_scale", scale.contiguous())]
+    if not symmetric:
+        stored.append((f"{module}.input_zero_point", zp.to(torch.int8).contiguous()))
+    args |= {
+        "dynamic": False,
+        "observer": "minmax",
+        "strategy": "tensor",
+        "symmetric": symmetric,
+        "zp_dtype": None if symmetric else "torch.int8",
+    }
+    return args, stored
 
 
 def decode(name: str, stored: dict[str, torch.Tensor], args: dict[str, Any]) -> torch.Tensor:
@@ -237,10 +304,14 @@ def decode(name: str, stored: dict[str, torch.Tensor], args: dict[str, Any]) -> 
     compressed-tensors' ``dequantize`` (tests compare it with the library's own).
     """
     bits = int(args["num_bits"])
-    rows, cols = (int(v) for v in stored[f"{name}_shape"].tolist())
-    codes = unpack_int32(stored[f"{name}_packed"], bits, cols).to(torch.float32)
     scale = stored[f"{name}_scale"].to(torch.float32)
     zp_stored = stored.get(f"{name}_zero_point")
+    if f"{name}_packed" not in stored:  # int-quantized: the codes are the weight itself
+        codes = stored[name].to(torch.float32)
+        zp = torch.zeros_like(scale) if zp_stored is None else zp_stored.to(torch.float32)
+        return (codes - zp.reshape(scale.shape)) * scale
+    rows, cols = (int(v) for v in stored[f"{name}_shape"].tolist())
+    codes = unpack_int32(stored[f"{name}_packed"], bits, cols).to(torch.float32)
     if zp_stored is None:
         zp = torch.zeros_like(scale)
     elif args["strategy"] == "tensor":
@@ -282,11 +353,11 @@ class QuantizationConfigBuilder:
         #: Every ``(weight_name, args)`` in the order added (a split run's parts hand these over).
         self.entries: list[tuple[str, dict[str, Any]]] = []
 
-    def add(self, weight_name: str, args: dict[str, Any]) -> None:
-        """Record that ``weight_name`` (``<module>.weight``) was quantized with ``args``."""
-        key = json.dumps(args, sort_keys=True)
-        self._groups.setdefault(key, (args, []))[1].append(weight_name.removesuffix(".weight"))
-        self.entries.append((weight_name, args))
+    def add(self, weight_name: str, group: dict[str, Any]) -> None:
+        """Record that ``weight_name`` (``<module>.weight``) was written with ``group`` (:func:`encode`)."""
+        key = json.dumps(group, sort_keys=True)
+        self._groups.setdefault(key, (group, []))[1].append(weight_name.removesuffix(".weight"))
+        self.entries.append((weight_name, group))
 
     def build(self, layout: ModelLayout) -> dict[str, Any]:
         """The ``quantization_config`` dict for ``config.json`` of a model with ``layout``."""
@@ -294,17 +365,18 @@ class QuantizationConfigBuilder:
         one = len(self._groups) == 1
         groups = {
             f"group_{i}": {
-                "format": PACK_QUANTIZED,
-                "input_activations": None,
+                "format": group["format"],
+                "input_activations": group["input_activations"],
                 "output_activations": None,
                 "targets": ["Linear"] if one else sorted(modules),
-                "weights": args,
+                "weights": group["weights"],
             }
-            for i, (args, modules) in enumerate(self._groups.values())
+            for i, (group, modules) in enumerate(self._groups.values())
         }
+        formats = sorted({g["format"] for g in groups.values()}) or [PACK_QUANTIZED]
         return {
             "config_groups": groups,
-            "format": PACK_QUANTIZED,
+            "format": formats[0] if len(formats) == 1 else "mixed-precision",
             "global_compression_ratio": None,
             "ignore": sorted(m for m in layout.linear if m not in quantized),
             "kv_cache_scheme": None,

@@ -1,0 +1,124 @@
+"""``mono-quant calibrate``: activation qparams of a Hugging Face text model from a file of texts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mono_quant.cli._atomic import atomic_output
+from mono_quant.cli._errors import InputError, UsageError
+from mono_quant.cli._model import read_config
+from mono_quant.cli._options import option
+from mono_quant.cli._verify import _quiet
+
+__all__ = ["calibrate_model_folder", "read_texts"]
+
+
+def read_texts(path: Path) -> list[str]:
+    r"""The calibration texts of ``path``.
+
+    One per non-empty line of a ``.txt``, or the ``"text"`` of each ``.jsonl``
+    line (a line may also be a JSON string).
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "t.jsonl"
+    >>> _ = p.write_text('{"text": "a cat"}\n"a dog"\n\n')
+    >>> read_texts(p)
+    ['a cat', 'a dog']
+    """
+    if not path.is_file():
+        raise InputError(f"the calibration data {path} does not exist.")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix != ".jsonl":
+        texts = lines
+    else:
+        texts = []
+        for n, line in enumerate(lines, 1):
+            try:
+                item = json.loads(line)
+            except ValueError as exc:
+                raise InputError(f"{path}:{n} is not JSON ({exc}).") from exc
+            text = item.get("text") if isinstance(item, dict) else item
+            if not isinstance(text, str):
+                raise InputError(f'{path}:{n} has no "text" string; got {type(text).__name__}.')
+            texts.append(text)
+    if not texts:
+        raise InputError(f"{path} holds no text to calibrate with.")
+    return texts
+
+
+def calibrate_model_folder(
+    model_dir: str | Path,
+    data: str | Path,
+    output: str | Path,
+    *,
+    observer: str = "minmax",
+    scheme: str = "symmetric",
+    dtype: str = "int8",
+    batch_size: int = 8,
+    max_length: int = 128,
+    max_samples: int | None = None,
+    exclude: tuple[str, ...] = ("lm_head",),
+    force: bool = False,
+    progress: bool = False,
+) -> Any:
+    """Calibrate the input activations of a model folder's ``Linear`` modules and write them to ``output``.
+
+    The model and its tokenizer are loaded with transformers from ``model_dir``;
+    the texts (:func:`read_texts`) run in batches of ``batch_size`` tokenized to
+    at most ``max_length`` tokens, padding left out of the statistics. The result
+    (``<module>.input_scale``/``input_zero_point`` and the plan as metadata) is
+    written atomically; ``mono-quant quantize --activations FILE`` turns it into a
+    W8A8 checkpoint. Returns the :class:`~mono_quant.observers.CalibrationResult`.
+    """
+    try:
+        import transformers
+    except ImportError as exc:
+        raise UsageError(
+            "calibrate runs the model with transformers: pip install mono-quant[transformers]."
+        ) from exc
+    from safetensors.torch import save_file
+
+    from mono_quant.core import PerTensor
+    from mono_quant.observers import CalibrationPlan, calibrate
+
+    folder = Path(model_dir)
+    if not (folder / "config.json").is_file():
+        raise InputError(f"{folder} is not a model folder (no config.json).")
+    texts = read_texts(Path(data))[:max_samples]
+    if batch_size < 1 or max_length < 1:
+        raise UsageError(
+            f"{option('batch_size', None)} and {option('max_length', None)} must be at least 1; "
+            f"got {batch_size} and {max_length}."
+        )
+    config = read_config(folder / "config.json")
+    arch = (config.get("architectures") or ["AutoModel"])[0]
+    cls = getattr(transformers, str(arch), transformers.AutoModel)
+    with _quiet():
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+        model = cls.from_pretrained(folder)
+    plan = CalibrationPlan(
+        observer=observer,
+        scheme=scheme,
+        dtype=dtype,
+        granularity=PerTensor(),
+        exclude=exclude,
+        padding_mask="attention_mask",
+    )
+
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            yield dict(
+                tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            )
+
+    total = -(-len(texts) // batch_size)
+    with atomic_output(Path(output), force=force) as tmp:
+        result = calibrate(model, batches(), plan, progress=None if progress else False, total=total)
+        save_file(result.tensors(), str(tmp), metadata=result.metadata())
+    return result
