@@ -8,20 +8,15 @@ import stat
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
 import mono_quant.cli._atomic as atomic
-from mono_quant.cli._atomic import (
-    MANIFEST,
-    Target,
-    atomic_output,
-    atomic_outputs,
-    check_output,
-    foreign_content,
-    remove_stale_temps,
-)
+from mono_quant.cli._atomic import Target, atomic_output, atomic_outputs, remove_stale_temps
 from mono_quant.cli._errors import LeftoverWarning, OutputError
+from mono_quant.cli._guard import check_output, foreign_content
+from mono_quant.cli._options import MANIFEST
 
 
 @pytest.fixture(params=["renameat2", "portable"])
@@ -175,7 +170,7 @@ def test_force_never_replaces_the_current_home_or_root_folder(tmp_path, monkeypa
         (tmp / "a").write_text("a")
     monkeypatch.chdir(work)
     monkeypatch.setenv("HOME", str(work))
-    target = {"cwd": work, "parent-of-cwd": tmp_path, "home": work, "root": atomic.Path("/")}[where]
+    target = {"cwd": work, "parent-of-cwd": tmp_path, "home": work, "root": Path("/")}[where]
     with pytest.raises(OutputError, match="mono-quant never replaces it"):
         check_output(target, force=True, directory=True)
 

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import fnmatch
 import importlib.metadata as md
 import multiprocessing
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from mono_quant.cli._atomic import Target, atomic_outputs, check_output
+from mono_quant.cli._atomic import Target, atomic_outputs
 from mono_quant.cli._checkpoint import QuantizedCheckpoint
-from mono_quant.cli._errors import InputError, RefusedError, TensorError, UsageError
+from mono_quant.cli._errors import UsageError
 from mono_quant.cli._formats import compressed_tensors as ct
 from mono_quant.cli._formats import native
-from mono_quant.cli._model import ModelLayout, model_layout, read_config
+from mono_quant.cli._guard import check_output
 from mono_quant.cli._options import FORMATS, option
 from mono_quant.cli._plan import (
     DEFAULT_SCHEME,
@@ -29,10 +28,11 @@ from mono_quant.cli._plan import (
     Plan,
     make_plan,
 )
+from mono_quant.cli._prepare import activations_of, model_of, model_selection, preflight, profile_notes
 from mono_quant.cli._progress import Progress
 from mono_quant.cli._report import Report
-from mono_quant.cli._select import Selection, select_modules
-from mono_quant.cli._sinks import FileSink, MemorySink, Model
+from mono_quant.cli._select import select_modules
+from mono_quant.cli._sinks import FileSink, MemorySink
 from mono_quant.cli._source import Source, open_source, source_from_state_dict
 from mono_quant.cli._split import check_split, merge_index, part_data, part_folder, remove_parts, write_part
 from mono_quant.cli._stream import run
@@ -40,11 +40,6 @@ from mono_quant.cli._verify import transformers_asymmetric_regression
 from mono_quant.core import (
     COMPRESSED_TENSORS_PROFILE,
     Granularity,
-    GranuleLayout,
-    PerChannel,
-    PerGroup,
-    PerTensor,
-    QParams,
 )
 
 __all__ = [
@@ -73,186 +68,6 @@ def producer(plan: Plan | None = None) -> dict[str, str]:
         if s.distribution:
             out["scheme_distribution"] = f"{s.distribution} {_version(s.distribution)}"
     return out
-
-
-def _activations(
-    activations: str | Path | None, source: Source, plan: Plan, fmt: str
-) -> dict[str, QParams] | Literal["dynamic"] | None:
-    """W8A8: each quantized module's input activations ("dynamic", or ``mono-quant calibrate``'s)."""
-    if activations is None:
-        return None
-    if fmt != ct.FORMAT:
-        raise UsageError(
-            f"{option('activations', None)} writes W8A8 for a runtime: it needs "
-            f"{option('format', 'compressed-tensors')}."
-        )
-    qd, gran = plan.dtype, plan.granularity
-    if qd.is_float or qd.bits != 8 or not isinstance(gran, (PerChannel, PerTensor)):
-        raise RefusedError(
-            f"W8A8 (compressed-tensors int-quantized) holds 8-bit integer weights per channel or per "
-            f"tensor; got dtype {qd.name!r}, {gran}. Use {option('dtype', 'int8')} "
-            f"{option('granularity', 'per-channel')}."
-        )
-    if str(activations) == "dynamic":
-        return "dynamic"
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from mono_quant.observers import CalibrationResult
-
-    path = Path(activations)
-    if not path.is_file():
-        raise InputError(f"the activations file {path} does not exist; write it with mono-quant calibrate.")
-    with safe_open(str(path), "pt") as f:
-        metadata = dict(f.metadata() or {})
-    try:
-        table = CalibrationResult.read_qparams(load_file(str(path)), metadata)
-    except Exception as exc:
-        raise InputError(f"{path} does not hold activation qparams from mono-quant calibrate: {exc}") from exc
-    inputs = {key.rsplit(":", 1)[0]: qp for key, qp in table.items() if key.endswith(":input")}
-    for info in source.infos:
-        if not plan.selection.decide(info.name, info.dtype, info.shape)[0]:
-            continue
-        module = info.name.removesuffix(".weight")
-        qp = inputs.get(module)
-        if qp is None:
-            raise RefusedError(
-                f"{path} has no input activation qparams for {module!r}, whose weight is quantized: "
-                f"calibrate the same modules, or leave it out ({option('exclude', info.name)})."
-            )
-        if qp.dtype != "int8" or not isinstance(qp.granularity, PerTensor):
-            raise RefusedError(
-                f"the input activations of {module!r} are {qp.dtype} {qp.granularity}; compressed-tensors "
-                f"W8A8 holds int8 per-tensor activations. Calibrate with --dtype int8 (per tensor)."
-            )
-    return inputs
-
-
-def _profile_notes(plan: Plan, source: Source) -> list[str]:
-    """What compressed-tensors output of a 16-bit model should know about the profile of its scales."""
-    narrow = any(i.dtype in (torch.bfloat16, torch.float16) for i in source.infos)
-    if plan.scheme.profile.rounding == "compressed-tensors" or not narrow:
-        return []
-    return [
-        f"profile {plan.scheme.profile.name!r}, not {COMPRESSED_TENSORS_PROFILE.name!r}: scales are stored "
-        f"in float32 where the model's dtype cannot hold them, and transformers' default load path rounds "
-        f"them to the model's dtype (mono-quant verify shows whether the loaded weights still match)"
-    ]
-
-
-def _model_of(source: Source, input: Path, fmt: str, config: str | Path | None) -> Model | None:
-    """The model config in play, if any, and its layout.
-
-    ``config`` if given, else the input folder's ``config.json``, else (for
-    compressed-tensors) the ``config.json`` beside a single input file.
-    compressed-tensors output without one is refused.
-    """
-    if config is not None:
-        path = Path(config)
-        if not path.is_file():
-            raise InputError(
-                f"the model config {path} does not exist; check the path given to {option('config', None)}."
-            )
-    elif source.kind == "folder" and source.path is not None and (source.path / "config.json").is_file():
-        path = source.path / "config.json"
-    elif fmt == ct.FORMAT and source.kind == "file" and (input.parent / "config.json").is_file():
-        path = input.parent / "config.json"
-    elif fmt == ct.FORMAT:
-        raise UsageError(
-            f"compressed-tensors output is a model folder, and its config.json must be the model's own "
-            f"(a loader needs model_type and the architecture); {input} is a single file with no config.json "
-            f"beside it. Pass {option('config', 'path/to/config.json')}, or quantize the model's folder."
-        )
-    else:
-        return None
-    cfg = read_config(path)
-    tensors = [(i.name, i.dtype, i.shape) for i in source.infos]
-    return Model(cfg, path, model_layout(cfg, tensors))
-
-
-def _model_selection(plan: Plan, source: Source, layout: ModelLayout) -> tuple[Plan, list[str]]:
-    """Select a model's ``Linear`` weights (unless ``include`` was given); notes say what is left and why."""
-    notes = [f"model-aware selection by {layout.method}: the weights of Linear modules", *layout.notes]
-    if plan.selection.include or plan.selection.names is not None:
-        return plan, [f"{option('include', None)} given: it replaces the model-aware selection"]
-    selected = layout.selected_weights
-    left: dict[str, list[str]] = {}
-    for info in source.infos:
-        if info.name in selected or len(info.shape) < 2 or not info.dtype.is_floating_point:
-            continue
-        module = info.name.removesuffix(".weight")
-        why = (
-            "ignored Linear (runtimes keep it in full precision)"
-            if module in layout.ignored
-            else ("not a Linear weight (embedding table, or a layer runtimes do not quantize)")
-        )
-        left.setdefault(why, []).append(info.name)
-    for why, names in left.items():
-        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        notes.append(f"left unquantized, {why}: {shown}")
-    notes.append(f"to choose other tensors: {option('include', None)} / {option('exclude', None)}")
-    selection = Selection((), plan.selection.exclude, selected)
-    return dataclasses.replace(plan, selection=selection), notes
-
-
-def _preflight(source: Source, plan: Plan, fmt: str, model: Model | None = None) -> list[str]:
-    """Fail on option/tensor mismatches from the headers alone, before any data is read; return notes."""
-    for pattern in plan.selection.include:
-        if not any(fnmatch.fnmatchcase(i.name, pattern) for i in source.infos):
-            sample = ", ".join(repr(i.name) for i in source.infos[:3])
-            raise UsageError(
-                f"{option('include', pattern)} matches no tensor of {source.path or source.input_paths[0]} "
-                f"(names look like {sample}); nothing would be quantized. Check the pattern (fnmatch syntax, "
-                f"matched against the full name)."
-            )
-    if fmt == ct.FORMAT:
-        ct.check_scheme(plan.scheme, plan.dtype)
-    notes = [
-        f"{option('exclude', pattern)} matched no tensor"
-        for pattern in plan.selection.exclude
-        if not any(fnmatch.fnmatchcase(i.name, pattern) for i in source.infos)
-    ]
-    for info in source.infos:
-        if fmt == native.FORMAT:
-            native.check_name(info.name)
-        wanted, _ = plan.selection.decide(info.name, info.dtype, info.shape)
-        if not wanted or plan.dtype.is_float:
-            continue
-        misfit = plan.group_misfit(info.shape)
-        if misfit is not None and plan.nondivisible == "skip":
-            continue
-        if misfit is not None and plan.nondivisible == "raise":
-            gs = plan.granularity.group_size if isinstance(plan.granularity, PerGroup) else 0
-            raise TensorError(
-                f"{info.name!r} (shape {info.shape}): {misfit}. Pick a {option('group_size', None)} that "
-                f"divides it, leave the tensor out ({option('exclude', info.name)}), or pass "
-                f"{option('nondivisible', 'skip')} to copy such tensors unquantized"
-                + (
-                    f" or {option('nondivisible', 'pad')} to make the last group partial."
-                    if "pad" in plan.scheme.capabilities.nondivisible and gs
-                    else "."
-                )
-            )
-        # Axis range (and the padded group count), with the tensor's name in the message.
-        GranuleLayout.of(info.shape, plan.granularity, nondivisible=plan.scheme.nondivisible, name=info.name)
-        if fmt == ct.FORMAT:
-            ct.check(info.name, info.shape, plan.dtype, plan.granularity)
-            assert model is not None
-            if info.name.removesuffix(".weight") not in model.layout.linear:
-                raise RefusedError(
-                    f"{info.name!r} is not the weight of a Linear module ({model.layout.method}); "
-                    f"compressed-tensors quantizes Linear modules only, and a loader would not find it. "
-                    f"Leave it out ({option('exclude', info.name)}) or use {option('format', 'native')}."
-                )
-            packed_zero_point = not plan.scheme.capabilities.symmetric and plan.dtype.bits == 4
-            if packed_zero_point and not isinstance(plan.granularity, PerTensor) and info.shape[0] <= 8:
-                raise RefusedError(
-                    f"{info.name!r} has {info.shape[0]} rows: compressed-tensors (0.20) cannot read an "
-                    f"asymmetric 4-bit zero-point packed into a single int32 row. Leave it out "
-                    f"({option('exclude', info.name)}), use a symmetric scheme, or "
-                    f"{option('format', 'native')}."
-                )
-    return notes
 
 
 def quantize_checkpoint(
@@ -328,10 +143,10 @@ def quantize_checkpoint(
         preferred_profile=COMPRESSED_TENSORS_PROFILE.name if format == ct.FORMAT else None,
     )
     source = open_source(input)
-    profile_notes = _profile_notes(plan, source) if format == ct.FORMAT else []
-    model = _model_of(source, Path(input), format, config)
+    format_notes = profile_notes(plan, source) if format == ct.FORMAT else []
+    model = model_of(source, Path(input), format, config)
     if model is not None:
-        plan, model_notes = _model_selection(plan, source, model.layout)
+        plan, model_notes = model_selection(plan, source, model.layout)
     else:
         model_notes = []
     out = Path(output)
@@ -342,8 +157,8 @@ def quantize_checkpoint(
             f"the output {out} would be a folder ({why}) named like a file; choose a folder name "
             f"without .safetensors."
         )
-    notes = [*profile_notes, *model_notes, *_preflight(source, plan, format, model)]
-    act = _activations(activations, source, plan, format)
+    notes = [*format_notes, *model_notes, *preflight(source, plan, format, model)]
+    act = activations_of(activations, source, plan, format)
     if (
         format == ct.FORMAT
         and not plan.scheme.capabilities.symmetric
@@ -476,7 +291,7 @@ def _quantize_in_jobs(
 
 def _quantize_source(source: Source, plan: Plan, notes: list[str]) -> QuantizedCheckpoint:
     start = time.perf_counter()
-    notes = [*notes, *_preflight(source, plan, "memory")]
+    notes = [*notes, *preflight(source, plan, "memory")]
     sink = MemorySink()
     tensors = run(source, plan, sink)
     report = Report(

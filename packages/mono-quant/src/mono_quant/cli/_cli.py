@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import importlib.metadata as md
 import io
-import json
 import os
 import sys
 import traceback
@@ -15,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 # Only light modules at import time: --help, --version and usage errors never import torch.
+from mono_quant.cli import _commands as commands
 from mono_quant.cli._interrupt import NOTHING_WRITTEN, cli_signals
 from mono_quant.cli._options import (
     DEFAULT_SCHEME,
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", parents=[common], help="list installed scheme plugins, schemes and dtypes")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=_cmd_plugins, pipe_code=141)
+    p.set_defaults(func=commands.plugins, pipe_code=141)
 
     q = sub.add_parser("quantize", parents=[common], help="quantize a checkpoint")
     q.add_argument(
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--shard-index", type=int, metavar="I", help="which of the N jobs this is (0 to N-1)")
     q.add_argument("--all-tensors", action="store_true", help="list copied tensors in the table too")
     _writes_output(q, "replace an existing output (and report)", quiet="no progress bar, no table")
-    q.set_defaults(func=_cmd_quantize, pipe_code=0)
+    q.set_defaults(func=commands.quantize, pipe_code=0)
 
     d = sub.add_parser("dequantize", parents=[common], help="turn a native checkpoint back into floats")
     d.add_argument("input", metavar="QUANTIZED")
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="dtype of every floating tensor of the output (default: each tensor's original dtype)",
     )
     _writes_output(d, "replace an existing output", quiet="no progress bar, no summary")
-    d.set_defaults(func=_cmd_dequantize, pipe_code=0)
+    d.set_defaults(func=commands.dequantize, pipe_code=0)
 
     c = sub.add_parser(
         "calibrate",
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-length", type=_positive_int, default=128, metavar="TOKENS")
     c.add_argument("--max-samples", type=_positive_int, metavar="N", help="use the first N texts only")
     _writes_output(c, "replace an existing output", quiet="no progress bar, no summary")
-    c.set_defaults(func=_cmd_calibrate, pipe_code=0)
+    c.set_defaults(func=commands.calibrate, pipe_code=0)
 
     m = sub.add_parser(
         "merge-index", parents=[common], help="join the parts of a split run (--num-shards) into OUTPUT"
@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--report", metavar="FILE.json", help="also write the whole run's report as JSON")
     m.add_argument("--keep-parts", action="store_true", help="leave OUTPUT.parts/ in place")
     _writes_output(m, "replace an existing output (and report)", quiet="no table")
-    m.set_defaults(func=_cmd_merge, pipe_code=0)
+    m.set_defaults(func=commands.merge, pipe_code=0)
 
     v = sub.add_parser(
         "verify",
@@ -226,144 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference", metavar="MODEL_FOLDER", help="the original model: per-module SQNR and output cosine"
     )
     v.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    v.set_defaults(func=_cmd_verify, pipe_code=141)
+    v.set_defaults(func=commands.verify, pipe_code=141)
 
     i = sub.add_parser("inspect", parents=[common], help="show what a checkpoint holds")
     i.add_argument("input", metavar="FILE")
     i.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    i.set_defaults(func=_cmd_inspect, pipe_code=141)
+    i.set_defaults(func=commands.inspect, pipe_code=141)
     return parser
-
-
-def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
-    from mono_quant.core import plugin_report
-
-    report = plugin_report()
-    if args.json:
-        out.write(json.dumps(report.to_dict(), indent=2) + "\n")
-        return 0
-    for rec in report.plugins:
-        line = f"{rec.distribution} {rec.version} [{rec.name}]: {rec.status}"
-        if rec.schemes:
-            line += f"; schemes: {', '.join(rec.schemes)}"
-        if rec.dtypes:
-            line += f"; dtypes: {', '.join(rec.dtypes)}"
-        if rec.observers:
-            line += f"; observers: {', '.join(rec.observers)}"
-        if rec.error:
-            line += f"; error: {' '.join(rec.error.split())}"
-        out.write(line + "\n")
-    for conflict in report.conflicts:
-        out.write(f"conflict: {conflict}\n")
-    return 0
-
-
-def _cmd_quantize(args: argparse.Namespace, out: TextIO) -> int:
-    from mono_quant.cli._api import quantize_checkpoint
-    from mono_quant.cli._progress import progress_wanted
-
-    report = quantize_checkpoint(
-        args.input,
-        args.output,
-        scheme=args.scheme,
-        dtype=args.dtype,
-        granularity=args.granularity,
-        axis=args.axis,
-        group_size=args.group_size,
-        profile=args.profile,
-        include=args.include,
-        exclude=args.exclude,
-        format=args.format,
-        nonfinite=args.nonfinite,
-        nondivisible=args.nondivisible,
-        sqnr_threshold=args.sqnr_threshold,
-        force=args.force,
-        report=args.report,
-        config=args.config,
-        num_shards=args.num_shards,
-        shard_index=args.shard_index,
-        jobs=args.jobs,
-        activations=args.activations,
-        progress=progress_wanted(args.quiet),
-    )
-    if not args.quiet:
-        out.write(report.render(all_tensors=args.all_tensors) + "\n")
-        out.write(f"wrote {args.output}" + (f" and {args.report}" if args.report else "") + "\n")
-    return 0
-
-
-def _cmd_dequantize(args: argparse.Namespace, out: TextIO) -> int:
-    import torch
-
-    from mono_quant.cli._load import dequantize_checkpoint
-    from mono_quant.cli._progress import progress_wanted
-
-    dtype = None if args.dtype == "original" else getattr(torch, args.dtype)
-    path = dequantize_checkpoint(
-        args.input, args.output, dtype=dtype, force=args.force, progress=progress_wanted(args.quiet)
-    )
-    if not args.quiet:
-        out.write(f"wrote {path}\n")
-    return 0
-
-
-def _cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
-    from mono_quant.cli._calibration import calibrate_model_folder
-    from mono_quant.cli._progress import progress_wanted
-
-    result = calibrate_model_folder(
-        args.input,
-        args.data,
-        args.output,
-        observer=args.observer,
-        scheme=args.scheme,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        max_samples=args.max_samples,
-        force=args.force,
-        progress=progress_wanted(args.quiet),
-    )
-    if not args.quiet:
-        out.write(
-            f"calibrated {len(result.inputs)} activations on {result.batches} batches "
-            f"in {result.seconds:.1f} s"
-            + (f"; never called: {', '.join(result.not_called)}" if result.not_called else "")
-            + f"\nwrote {args.output}\n"
-        )
-    return 0
-
-
-def _cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
-    from mono_quant.cli._split import merge_index
-
-    report = merge_index(args.output, force=args.force, report=args.report, keep_parts=args.keep_parts)
-    if not args.quiet:
-        out.write(report.render() + "\n")
-        out.write(f"wrote {args.output}" + (f" and {args.report}" if args.report else "") + "\n")
-    return 0
-
-
-def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
-    from mono_quant.cli._verify import render_json, verify_checkpoint
-
-    try:
-        report = verify_checkpoint(args.input, args.reference)
-    except Exception as exc:
-        found = getattr(exc, "report", None)
-        if found is not None:  # a mismatch: show what was found, then the error
-            out.write((render_json(found) if args.json else found.render()) + "\n")
-        raise
-    out.write((render_json(report) if args.json else report.render()) + "\n")
-    return 0
-
-
-def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
-    from mono_quant.cli._inspect import inspect_checkpoint, render_inspect
-
-    info = inspect_checkpoint(args.input)
-    out.write((json.dumps(info, indent=2) if args.json else render_inspect(info)) + "\n")
-    return 0
 
 
 def _one_line(text: str) -> str:

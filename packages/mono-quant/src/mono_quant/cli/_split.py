@@ -24,9 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mono_quant.cli._atomic import Target, atomic_outputs, foreign_content
+from mono_quant.cli._atomic import Target, atomic_outputs
 from mono_quant.cli._errors import InputError, UsageError
 from mono_quant.cli._formats import compressed_tensors as ct
+from mono_quant.cli._guard import foreign_content
 from mono_quant.cli._options import option
 from mono_quant.cli._report import Report, TensorReport
 from mono_quant.cli._sinks import Model, finish_folder
