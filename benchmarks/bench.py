@@ -232,7 +232,72 @@ def build_groups(x: torch.Tensor) -> list[tuple[str, dict[str, tuple[str, Callab
             },
         )
     )
+    groups.extend(fp8_groups(x))
     return groups
+
+
+def fp8_groups(x: torch.Tensor) -> list[tuple[str, dict[str, tuple[str, Callable[[], object]]]]]:
+    """FP8 E4M3 per output channel (mono-quant-fp8), beside torchao's float8 primitives and the cast floor."""
+    from torchao.quantization.quant_primitives import (
+        _choose_scale_float8,
+        _dequantize_affine_float8,
+        _quantize_affine_float8,
+    )
+
+    from mono_quant.core import MonoQuantError, PerChannel, dequantize, get_scheme
+
+    try:
+        fp8 = get_scheme("fp8")
+    except MonoQuantError:  # mono-quant-fp8 is not installed: no FP8 rows
+        return []
+    e4m3, cols = torch.float8_e4m3fn, x.shape[1]
+    floor_at = F32_EPS * torch.finfo(e4m3).max  # torchao's hp_value_lb: our eps floor on the scale
+
+    def tao() -> torch.Tensor:
+        scale = _choose_scale_float8(x, [1, cols], e4m3, hp_value_lb=floor_at)
+        return _quantize_affine_float8(x, scale, e4m3)
+
+    impls: dict[str, tuple[str, Callable[[], object]]] = {
+        "mono-quant fp8": ("mono", lambda: fp8.quantize_tensor(x, "float8_e4m3fn", PerChannel(0))),
+        "torchao _choose_scale_float8+_quantize_affine_float8": ("anchor", tao),
+        "floor: x.to(float8_e4m3fn)": ("floor", lambda: x.to(e4m3)),
+    }
+    ct = _compressed_tensors_fp8(x)
+    if ct is not None:
+        impls["compressed-tensors quantize"] = ("anchor", ct)
+    codes, qp = fp8.quantize_tensor(x, "float8_e4m3fn", PerChannel(0))
+    assert qp.scale is not None
+    scale = qp.scale.reshape(-1, 1)
+    tao_dequantize = _dequantize_affine_float8
+    return [
+        ("fp8 e4m3 per-channel qparams+codes", impls),
+        (
+            "fp8 e4m3 dequantize",
+            {
+                "mono-quant dequantize": ("mono", lambda: dequantize(codes, qp)),
+                "torchao _dequantize_affine_float8": ("anchor", lambda: tao_dequantize(codes, scale)),
+                # torch's float8 -> float32 conversion is the cost here, not the multiply
+                "floor: codes.to(float32)": ("floor", lambda: codes.to(torch.float32)),
+            },
+        ),
+    ]
+
+
+def _compressed_tensors_fp8(x: torch.Tensor) -> Callable[[], object] | None:
+    try:
+        from compressed_tensors.quantization import QuantizationArgs
+        from compressed_tensors.quantization.lifecycle.forward import quantize
+        from compressed_tensors.quantization.utils import calculate_qparams
+    except ImportError:
+        return None
+    args = QuantizationArgs(num_bits=8, type="float", symmetric=True, strategy="channel")
+
+    def run() -> torch.Tensor:
+        lo, hi = torch.aminmax(x, dim=1, keepdim=True)
+        scale, zp = calculate_qparams(lo, hi, args)
+        return quantize(x, scale, zp, args, dtype=torch.float8_e4m3fn)
+
+    return run
 
 
 def _compressed_tensors_int8(x: torch.Tensor, symmetric: bool) -> Callable[[], object] | None:

@@ -31,7 +31,16 @@ def core_alone() -> None:
 
 @pytest.mark.usefixtures("core_alone")
 def test_core_alone_has_the_builtin_dtypes_and_no_scheme() -> None:
-    assert list_dtypes() == ["bfloat16", "float16", "int16", "int32", "int8", "uint8"]
+    assert list_dtypes() == [
+        "bfloat16",
+        "float16",
+        "float8_e4m3fn",
+        "float8_e5m2",
+        "int16",
+        "int32",
+        "int8",
+        "uint8",
+    ]
     assert list_schemes() == []
     assert [p.distribution for p in plugin_report().plugins] == ["mono-quant-core"]
     assert not any(_installed(d) for d in FIRST_PARTY)

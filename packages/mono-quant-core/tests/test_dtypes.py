@@ -69,7 +69,9 @@ def test_unknown_int4_names_mono_quant_int4_when_it_is_not_installed() -> None:
         ({"qmin": -200, "qmax": 127}, "does not fit 8 signed bits ([-128, 127])"),
         ({"code_dtype": "int64"}, "code_dtype must be one of"),
         ({"qmin": None}, "an integer dtype needs qmin and qmax"),
-        ({"kind": "complex"}, "kind must be 'int' or 'float'"),
+        ({"kind": "complex"}, "kind must be 'int' or 'float' (a cast target), or 'float_code'"),
+        ({"code_dtype": "float8_e4m3fn"}, "an integer dtype holds codes in one of"),
+        ({"max_value": 448.0}, "max_value describe a float code format; they need kind='float_code'"),
         ({"bits": 4, "qmin": -8, "qmax": 7, "packing": Packing(bits=2, per_container=4)}, "packing.bits (2)"),
         (
             {"bits": 4, "qmin": -8, "qmax": 7, "packing": Packing(bits=4, per_container=3)},

@@ -185,7 +185,16 @@ def test_disable_variable_skips_the_named_distributions(plugin_path: Path) -> No
 def test_disable_all_leaves_only_core(plugin_path: Path) -> None:
     out = run_snippet(plugin_path, REPORT, MONO_QUANT_DISABLE_PLUGINS="all")
     assert out["schemes"] == []
-    assert out["dtypes"] == ["bfloat16", "float16", "int16", "int32", "int8", "uint8"]
+    assert out["dtypes"] == [
+        "bfloat16",
+        "float16",
+        "float8_e4m3fn",
+        "float8_e5m2",
+        "int16",
+        "int32",
+        "int8",
+        "uint8",
+    ]
     assert out["warnings"] == []
     statuses = {d: p["status"] for d, p in out["plugins"].items()}
     assert statuses.pop("mono-quant-core") == "loaded"

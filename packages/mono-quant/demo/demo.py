@@ -74,6 +74,8 @@ CONFIGS: list[tuple[str, list[str]]] = [
     # asymmetric int8 per output channel is also what `mono-quant quantize` does with no options
     ("int8-per-channel", ["--scheme", "asymmetric", "--dtype", "int8", "--granularity", "per-channel"]),
     ("int4-group128", ["--scheme", "int4-asymmetric", "--dtype", "int4", "--group-size", "128"]),
+    ("fp8-e4m3-per-channel", ["--scheme", "fp8", "--dtype", "float8_e4m3fn", "--granularity", "per-channel"]),
+    ("nvfp4", ["--scheme", "nvfp4"]),
 ]
 
 
@@ -189,6 +191,14 @@ def main() -> int:
           "--scheme", "symmetric", "--activations", str(activations), "--quiet"])  # fmt: skip
     print()
 
+    # ONNX QDQ for onnxruntime: int8 weights, uint8 activations (onnxruntime's usual pairing).
+    activations_u8 = out / "activations-uint8.safetensors"
+    _run([*_cli(), "calibrate", str(model_dir), "--data", str(texts), "-o", str(activations_u8),
+          "--scheme", "asymmetric", "--dtype", "uint8", "--quiet"])  # fmt: skip
+    onnx_path = out / "minilm-qdq.onnx"
+    _run([*_cli(), "export-onnx", str(model_dir), "-o", str(onnx_path), "--activations", str(activations_u8)])
+    print()
+
     print("task check: sentence embeddings, original vs dequantized weights")
     import torch
     from transformers import AutoTokenizer, BertModel
@@ -212,6 +222,22 @@ def main() -> int:
             "mean_cosine": round(float(cos.mean()), 6),
             "min_cosine": round(float(cos.min()), 6),
         }
+    import onnxruntime
+
+    batch = tokenizer(SENTENCES, padding=True, truncation=True, max_length=256, return_tensors="np")
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    hidden = torch.from_numpy(
+        session.run(["last_hidden_state"], {k: v for k, v in batch.items() if k in names})[0]
+    )
+    mask = torch.from_numpy(batch["attention_mask"]).unsqueeze(-1).to(hidden.dtype)
+    onnx_emb = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+    cos = (onnx_emb * reference).sum(-1)
+    results["ONNX QDQ (onnxruntime)"] = {
+        "file_bytes": onnx_path.stat().st_size,
+        "mean_cosine": round(float(cos.mean()), 6),
+        "min_cosine": round(float(cos.min()), 6),
+    }
     results["W8A8 compressed-tensors"] |= {
         "calibration_texts": len(CALIBRATION_TEXTS),
         "calibrate_wall_s": round(cal_wall, 2),

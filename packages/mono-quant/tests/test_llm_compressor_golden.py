@@ -34,6 +34,7 @@ CASES = {
         "granularity": "per-channel",
         "activations": "dynamic",
     },
+    "fp8-dynamic": {"scheme": "fp8", "granularity": "per-channel", "activations": "dynamic"},
 }
 
 
@@ -44,7 +45,7 @@ def test_the_documented_command_reproduces_llm_compressor_bit_for_bit(tmp_path, 
     ours, theirs = load_file(out / "model.safetensors"), load_file(GOLDEN / folder / "model.safetensors")
     assert sorted(ours) == sorted(theirs)
     scales = [k for k in theirs if k.endswith("_scale")]
-    codes = [k.removesuffix("_scale") + ("_packed" if "w8a8" not in folder else "") for k in scales]
+    codes = [k.removesuffix("_scale") + ("_packed" if "a16" in folder else "") for k in scales]
     assert len(scales) == 14 and all(c in theirs for c in codes)  # 7 Linear in each of 2 layers; not lm_head
     for name in theirs:
         assert ours[name].dtype == theirs[name].dtype, name

@@ -130,3 +130,18 @@ def test_a_third_party_non_affine_scheme_round_trips(tmp_path):
     back = load_quantized(save_quantized(qc, tmp_path / "q.safetensors"))
     assert back.equals(qc)
     assert torch.equal(back["w"].dequantize(), qc["w"].dequantize())  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("scheme", ["fp8", "nvfp4", "mxfp4"])
+def test_float_codes_store_no_zero_point_and_round_trip_exactly(tmp_path, scheme):
+    if scheme not in list_schemes():
+        pytest.skip(f"{scheme} is not installed")
+    from safetensors import safe_open
+
+    qc = quantize_state_dict({"w.weight": torch.randn(64, 128)}, scheme=scheme)
+    path = save_quantized(qc, tmp_path / "q.safetensors")
+    with safe_open(str(path), "pt") as f:
+        assert sorted(f.keys()) == ["w.weight::codes", "w.weight::scale"]  # the zero-point is always 0
+    back = load_quantized(path)
+    assert back.equals(qc)
+    assert torch.equal(back["w.weight"].dequantize(), qc["w.weight"].dequantize())  # type: ignore[union-attr]

@@ -16,7 +16,8 @@ __all__ = ["API_CHECKS", "Case", "Check", "CheckFunction", "Over", "all_checks",
 
 #: What a check is parametrized over: once per distribution, per scheme, per integer
 #: dtype, per integer dtype and granularity kind (and, for value checks, per declared
-#: profile), per float target, per packed dtype.
+#: profile), per float target, per packed dtype, per float code dtype (FP8, E2M1), per
+#: float code dtype, granularity kind and profile.
 Over = Literal[
     "distribution",
     "scheme",
@@ -25,6 +26,8 @@ Over = Literal[
     "dtype_granularity_profile",
     "float_target",
     "packed_dtype",
+    "float_code",
+    "float_code_granularity_profile",
 ]
 
 CheckFunction = Callable[["Subject", "Case", "CheckContext"], None]
@@ -41,6 +44,8 @@ _CHECK_MODULES = (
     "mono_quant.conformance._checks_state",
     "mono_quant.conformance._checks_golden",
     "mono_quant.conformance._checks_packing",
+    "mono_quant.conformance._checks_float",
+    "mono_quant.conformance._checks_float_policies",
 )
 
 #: The stable "API checks": their names and meaning do not change within a major

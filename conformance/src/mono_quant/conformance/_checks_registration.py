@@ -61,6 +61,8 @@ def check_distribution_loads(subject: Subject, case: Case, ctx: CheckContext) ->
 def dtype_problems(d: QuantDtype) -> list[str]:
     """Why ``d`` is not a valid registry entry (empty when it is); independent of core's checks."""
     out: list[str] = []
+    if d.kind == "float_code":
+        return _float_code_problems(d)
     if d.kind == "float":
         if d.qmin is not None or d.qmax is not None:
             out.append("a float target has no qmin/qmax")
@@ -89,6 +91,36 @@ def dtype_problems(d: QuantDtype) -> list[str]:
             back = unpack(pack(codes, d), d, tuple(codes.shape))
             if not torch.equal(back, codes):
                 out.append("unpack(pack(codes)) does not give every code back")
+    return out
+
+
+def _float_code_problems(d: QuantDtype) -> list[str]:
+    """Why a float code entry is not a consistent format, checked by decoding every code."""
+    from mono_quant.core import decode_float_codes
+
+    e, m, limit = d.exponent_bits, d.mantissa_bits, d.max_value
+    if d.qmin is not None or d.qmax is not None:
+        return ["a float code dtype has no qmin/qmax"]
+    if e is None or m is None or limit is None:
+        return ["a float code dtype needs exponent_bits, mantissa_bits and max_value"]
+    every = torch.arange(2**d.bits, dtype=torch.int64).to(torch.uint8)
+    codes = every if d.torch_dtype == torch.uint8 else every.view(d.torch_dtype)
+    values = decode_float_codes(codes, d)
+    finite = values[torch.isfinite(values)]
+    out = []
+    if float(finite.abs().max()) != limit:
+        out.append(
+            f"the largest finite code decodes to {float(finite.abs().max())!r}, not max_value {limit!r}"
+        )
+    if bool(torch.isinf(values).any()) != d.has_inf or bool(torch.isnan(values).any()) != d.has_nan:
+        out.append(
+            f"its codes decode to inf/NaN ({bool(torch.isinf(values).any())}/"
+            f"{bool(torch.isnan(values).any())}), it declares has_inf={d.has_inf}, has_nan={d.has_nan}"
+        )
+    if d.packing is not None and not out:
+        back = unpack(pack(codes, d), d, tuple(codes.shape))
+        if not torch.equal(back, codes):
+            out.append("unpack(pack(codes)) does not give every code back")
     return out
 
 
@@ -259,8 +291,9 @@ def check_unsupported_requests_are_refused(subject: Subject, case: Case, ctx: Ch
         )
     for name in list_dtypes():
         d = get_dtype(name)
-        # dtypes=None claims every affine integer dtype, not codebooks (affine=False)
-        claimed = getattr(d, "affine", True) if caps.dtypes is None else name in caps.dtypes
+        # dtypes=None claims every affine integer dtype, not codebooks (affine=False) or float codes
+        is_int = getattr(d, "kind", "int") == "int"
+        claimed = (is_int and getattr(d, "affine", True)) if caps.dtypes is None else name in caps.dtypes
         if not d.is_float and not claimed:
             tried += 1
             g = _INSTANCES[caps.granularities[0]] if caps.granularities else PerTensor()
@@ -290,7 +323,10 @@ def check_qparams_describe_their_producer(subject: Subject, case: Case, ctx: Che
     survive to_dict/from_dict, and core's quantize/dequantize give the scheme's results.
     """
     scheme = subject.get_scheme()
-    assert case.dtype is not None and case.granularity is not None
+    if case.dtype is None or case.granularity is None:
+        raise CheckSkipped(
+            "the scheme claims no registered integer dtype (float codes: the check_float_* checks)"
+        )
     x = make_tensor((4, 8), kind="normal", seed=1)
     g = _INSTANCES[case.granularity]
     qp = scheme.compute_qparams(x, case.dtype, g)

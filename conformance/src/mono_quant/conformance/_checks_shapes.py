@@ -80,7 +80,10 @@ def check_qparam_shapes_and_dtypes(subject: Subject, case: Case, ctx: CheckConte
     dtype's code dtype; dequantized values come back in the dtype asked for.
     """
     scheme = subject.get_scheme()
-    assert case.dtype is not None and case.granularity is not None
+    if case.dtype is None or case.granularity is None:
+        raise CheckSkipped(
+            "the scheme claims no registered integer dtype (float codes: the check_float_* checks)"
+        )
     qd = get_dtype(case.dtype)
     for rank, shape in enumerate(SHAPES):
         for g in every_granularity(case.granularity, shape):

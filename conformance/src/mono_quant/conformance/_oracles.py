@@ -24,9 +24,11 @@ FIRST_PARTY = {
     "mono-quant-sym": ("symmetric",),
     "mono-quant-asym": ("asymmetric",),
     "mono-quant-int4": ("int4-symmetric", "int4-asymmetric"),
+    "mono-quant-fp8": ("fp8",),
+    "mono-quant-fp4": ("mxfp4", "nvfp4"),
 }
 #: The first-party distributions that register dtypes, and those dtypes.
-_FIRST_PARTY_DTYPES = {"mono-quant-int4": ("int4", "uint4")}
+_FIRST_PARTY_DTYPES = {"mono-quant-int4": ("int4", "uint4"), "mono-quant-fp4": ("mxfp4", "nvfp4")}
 #: Our dtype -> (torchao target dtype for the qparams, output dtype, qmin, qmax for the codes).
 #: torchao knows torch.int4/uint4 for its ranges but cannot cast codes to torch.int4
 #: (and torch.int4/uint4 are missing from torch's stubs).

@@ -143,6 +143,13 @@ def cases_for(check: Check, subject: Subject) -> list[Case]:
         return [Case("float16"), Case("bfloat16")]
     if check.over == "packed_dtype":
         return [Case(d) for d in subject.packed_dtypes()] or [Case()]
+    if check.over in ("float_code", "float_code_granularity_profile"):
+        floats = subject.float_code_dtypes()
+        if check.over == "float_code":
+            return [Case(d) for d in floats] or [Case()]
+        extra: list[str | None] = [None, *extra_profiles(subject.scheme)]
+        kinds = subject.scheme.capabilities.granularities
+        return [Case(d, k, p) for d in floats for k in kinds for p in extra] or [Case()]
     dtypes = subject.int_dtypes()
     if check.over == "dtype":
         return [Case(d) for d in dtypes] or [Case()]

@@ -63,7 +63,10 @@ class Subject:
         return self.scheme
 
     def int_dtypes(self) -> list[str]:
-        """The registered integer dtypes this scheme claims (``dtypes=None``: those it accepts)."""
+        """The registered integer dtypes this scheme claims (``dtypes=None``: those it accepts).
+
+        Float targets (casts) and float code dtypes (FP8, E2M1) are not integer dtypes.
+        """
         from mono_quant.core import MonoQuantError, get_dtype, list_dtypes
 
         scheme = self.get_scheme()
@@ -75,7 +78,22 @@ class Subject:
                 d = get_dtype(n)
             except MonoQuantError:
                 continue  # an unregistered claim fails check_scheme_declares_name_version_and_capabilities
-            if not d.is_float and (claimed is not None or scheme.supports_dtype(d)):
+            is_int = getattr(d, "kind", "int") == "int"
+            if is_int and (claimed is not None or scheme.supports_dtype(d)):
+                out.append(n)
+        return out
+
+    def float_code_dtypes(self) -> list[str]:
+        """The registered float code dtypes (``kind="float_code"``: FP8, E2M1) this scheme claims."""
+        from mono_quant.core import MonoQuantError, get_dtype
+
+        out = []
+        for n in self.get_scheme().capabilities.dtypes or ():
+            try:
+                d = get_dtype(n)
+            except MonoQuantError:
+                continue
+            if getattr(d, "kind", "int") == "float_code":
                 out.append(n)
         return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata as _md
 
 from mono_quant.core._affine import asymmetric_qparams, check_finite, symmetric_qparams
-from mono_quant.core._dtypes import Packing, QuantDtype
+from mono_quant.core._dtypes import Packing, QuantDtype, float_format_max
 from mono_quant.core._errors import (
     AxisError,
     CastOverflowError,
@@ -24,6 +24,12 @@ from mono_quant.core._errors import (
     UnsupportedDtypeError,
     UnsupportedGranularityError,
     UnsupportedOptionError,
+)
+from mono_quant.core._floatcodes import (
+    decode_float_codes,
+    encode_float_codes,
+    float_code_qparams,
+    float_code_values,
 )
 from mono_quant.core._granularity import (
     Granularity,
@@ -118,7 +124,12 @@ __all__ = [
     "asymmetric_qparams",
     "check_finite",
     "check_input",
+    "decode_float_codes",
     "dequantize",
+    "encode_float_codes",
+    "float_code_qparams",
+    "float_code_values",
+    "float_format_max",
     "get_dtype",
     "get_observer",
     "get_scheme",

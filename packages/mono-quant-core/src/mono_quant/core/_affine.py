@@ -7,7 +7,7 @@ import math
 import torch
 
 from mono_quant.core._dtypes import QuantDtype
-from mono_quant.core._errors import CastOverflowError, NonFiniteError, QParamsError
+from mono_quant.core._errors import CastOverflowError, NonFiniteError, QParamsError, UnsupportedDtypeError
 from mono_quant.core._granularity import PerChannel, PerGroup, PerTensor
 from mono_quant.core._granules import GranuleLayout
 from mono_quant.core._kernels import all_finite, dequantize_rows, error_energies_rows, quantize_rows
@@ -46,6 +46,16 @@ def code_bounds(dtype: QuantDtype, compute: torch.dtype) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def _integer_range(dtype: QuantDtype) -> tuple[int, int]:
+    """``(qmin, qmax)``, or :class:`UnsupportedDtypeError` for a dtype that has none (casts, float codes)."""
+    if dtype.qmin is None or dtype.qmax is None:
+        raise UnsupportedDtypeError(
+            f"{dtype.name!r} is not an integer dtype (kind={dtype.kind!r}): the affine formulas need its "
+            f"qmin/qmax. Float codes take float_code_qparams; a float target is a cast."
+        )
+    return dtype.qmin, dtype.qmax
+
+
 def _include_zero(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     zeros = torch.zeros_like(lo)
     return torch.min(lo, zeros), torch.max(hi, zeros)
@@ -66,10 +76,10 @@ def symmetric_qparams(
     >>> bool(torch.isclose(s, torch.tensor([1.0 / 127.5]))), z.tolist()
     (True, [0])
     """
-    assert dtype.qmin is not None and dtype.qmax is not None
+    qmin, qmax = _integer_range(dtype)
     lo_neg, hi_pos = _include_zero(lo, hi)
     amax = torch.max(-lo_neg, hi_pos)
-    scale = amax / (float(dtype.qmax - dtype.qmin) / 2)
+    scale = amax / (float(qmax - qmin) / 2)
     if profile.rounding == "compressed-tensors":
         scale = _replace_zero_scale(scale)
     else:
@@ -77,9 +87,9 @@ def symmetric_qparams(
     if dtype.signed:
         zp_value = 0
     elif profile.unsigned_symmetric_zero_point == "midpoint_up":
-        zp_value = (dtype.qmin + dtype.qmax + 1) // 2
+        zp_value = (qmin + qmax + 1) // 2
     else:
-        zp_value = (dtype.qmin + dtype.qmax) // 2
+        zp_value = (qmin + qmax) // 2
     zero_point = torch.full(scale.shape, zp_value, dtype=torch.int32, device=scale.device)
     return scale.to(torch.float32), zero_point
 
@@ -99,19 +109,19 @@ def asymmetric_qparams(
     >>> z.tolist()
     [64]
     """
-    assert dtype.qmin is not None and dtype.qmax is not None
+    qmin, qmax = _integer_range(dtype)
     lo_neg, hi_pos = _include_zero(lo, hi)
-    scale = (hi_pos - lo_neg) / float(dtype.qmax - dtype.qmin)
+    scale = (hi_pos - lo_neg) / float(qmax - qmin)
     if profile.rounding == "compressed-tensors":
         # compressed-tensors divides by the scale before it replaces a zero one; an all-zero
         # granule then gives 0/0 and an undefined zero-point. Any zero-point in range decodes
         # such a granule to exact zeros; this one is qmin.
         scale = _replace_zero_scale(scale)
         qmin_f, qmax_f = code_bounds(dtype, scale.dtype)
-        zp = torch.round(torch.clamp(dtype.qmin - lo_neg / scale, qmin_f, qmax_f))
+        zp = torch.round(torch.clamp(qmin - lo_neg / scale, qmin_f, qmax_f))
         return scale.to(torch.float32), zp.to(torch.int32)
     scale = torch.clamp(scale, min=profile.eps_for(lo.dtype))
-    zp = dtype.qmin - torch.round(lo_neg / scale)
+    zp = qmin - torch.round(lo_neg / scale)
     qmin_f, qmax_f = code_bounds(dtype, zp.dtype)
     zp = torch.clamp(zp, qmin_f, qmax_f)
     return scale.to(torch.float32), zp.to(torch.int32)

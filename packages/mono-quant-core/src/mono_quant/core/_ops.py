@@ -12,6 +12,7 @@ from mono_quant.core._affine import (
 )
 from mono_quant.core._dtypes import QuantDtype
 from mono_quant.core._errors import QParamsError
+from mono_quant.core._floatcodes import dequantize_float_codes, quantize_float_codes
 from mono_quant.core._granularity import Granularity
 from mono_quant.core._kernels import block_energies
 from mono_quant.core._packing import pack as pack_codes
@@ -31,8 +32,9 @@ def quantize(
 ) -> torch.Tensor:
     """Codes of ``x`` under ``qparams``: unpacked, or with ``pack=True`` the packed storage.
 
-    Affine qparams use core's affine quantize; a non-affine scheme's own
-    ``quantize`` is looked up by name. A float target is a plain cast.
+    Affine qparams use core's affine quantize (float code dtypes such as FP8:
+    core's float-code rounding); a non-affine scheme's own ``quantize`` is looked
+    up by name. A float target is a plain cast.
 
     >>> import torch
     >>> from mono_quant.core import QParams
@@ -44,6 +46,8 @@ def quantize(
     qd = get_dtype(qparams.dtype)
     if qparams.is_float:
         return cast_to_float_target(x, qd, name=name)
+    if qparams.affine and qd.is_float_code:
+        return quantize_float_codes(x, qparams, qd, name=name, pack=pack)
     if qparams.affine:
         return quantize_affine(x, qparams, qd, name=name, pack=pack)
     codes = get_scheme(qparams.scheme).quantize(x, qparams, name=name)
@@ -59,7 +63,7 @@ def dequantize(
     out: torch.Tensor | None = None,
     shape: tuple[int, ...] | torch.Size | None = None,
 ) -> torch.Tensor:
-    """Floats back from codes: ``(q - zero_point) * scale`` for affine qparams.
+    """Floats back from codes: ``(q - zero_point) * scale`` (affine), ``value(q) * scale`` (float codes).
 
     ``out`` (the codes' shape, ``dtype``) receives the result and is returned; reusing
     one buffer across calls avoids the cost of allocating a fresh output.
@@ -75,6 +79,16 @@ def dequantize(
     [0.0, 1.0, -0.5]
     """
     q = q.detach()
+    if not qparams.is_float and qparams.affine and get_dtype(qparams.dtype).is_float_code:
+        qd = get_dtype(qparams.dtype)
+        if shape is not None and qd.packing is None and tuple(q.shape) != tuple(shape):
+            label = f"{name!r}" if name else "the codes"
+            raise QParamsError(
+                f"{label} have shape {tuple(q.shape)}, but shape={tuple(shape)} was given and "
+                f"{qd.name!r} is not packed: pass the codes of that shape."
+            )
+        packed = tuple(int(s) for s in shape) if shape is not None else None
+        return dequantize_float_codes(q, qparams, qd, out_dtype=dtype, name=name, out=out, shape=packed)
     if shape is not None:
         shape = tuple(int(s) for s in shape)
         qd = get_dtype(qparams.dtype)
@@ -130,7 +144,7 @@ def _error_energies(
             f"codes must have the shape of {label} (unpacked): expected {tuple(x.shape)}, "
             f"got {tuple(codes.shape)}. Unpack packed codes first."
         )
-    if qparams.affine and not qparams.is_float:
+    if qparams.affine and not qparams.is_float and not get_dtype(qparams.dtype).is_float_code:
         energies = affine_error_energies(x, codes, qparams, name=name)
         if energies is not None:
             return energies

@@ -14,6 +14,8 @@ from mono_quant.core._granularity import Granularity, PerTensor, granularity_fro
 __all__ = ["QPARAMS_FORMAT_VERSION", "QParams"]
 
 QPARAMS_FORMAT_VERSION = 1
+#: The ``extra`` key holding a two-level float format's per-tensor scale (see ``QParams.tensor_scale``).
+TENSOR_SCALE_KEY = "tensor_scale"
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,6 +30,11 @@ class QParams:
     ``"float32"`` or ``"input"``, and ``rounding`` ``"torchao"`` or
     ``"compressed-tensors"`` (see :class:`~mono_quant.core.Profile`): together they
     say how :func:`~mono_quant.core.quantize` turns values into codes.
+
+    For a float code dtype (``kind="float_code"``: FP8, E2M1) the zero-point is 0
+    everywhere and codes mean ``value(q) * scale``. A two-level format (NVFP4) also
+    has a float32 per-tensor scale, :attr:`tensor_scale`, stored exactly in
+    ``extra["tensor_scale"]`` (``float.hex``) so every reader of the metadata has it.
 
     >>> import torch
     >>> qp = QParams(torch.tensor(0.5), torch.tensor(0, dtype=torch.int32), dtype="int8")
@@ -70,6 +77,30 @@ class QParams:
     def is_float(self) -> bool:
         """True when the target is a float dtype and there are no scale/zero-point."""
         return self.scale is None
+
+    @property
+    def tensor_scale(self) -> float | None:
+        """The per-tensor scale of a two-level float format (NVFP4), or ``None``.
+
+        It is combined with the per-block ``scale`` by ``rounding``: ``"torchao"``
+        multiplies (``value * (tensor_scale * scale)``), ``"compressed-tensors"``
+        divides (``value * (scale / tensor_scale)``, its ``weight_global_scale``).
+
+        >>> import torch
+        >>> qp = QParams(torch.tensor([1.0]), torch.tensor([0], dtype=torch.int32), dtype="x",
+        ...              extra={"tensor_scale": (0.25).hex()})
+        >>> qp.tensor_scale
+        0.25
+        """
+        raw = self.extra.get(TENSOR_SCALE_KEY)
+        if raw is None:
+            return None
+        try:
+            return float.fromhex(raw)
+        except ValueError:
+            raise QParamsError(
+                f"extra[{TENSOR_SCALE_KEY!r}] must be a float in float.hex() form, got {raw!r}."
+            ) from None
 
     def metadata(self) -> dict[str, str]:
         """Everything but the tensors, as ``str -> str`` (safetensors metadata).

@@ -20,6 +20,7 @@ from mono_quant.core._errors import (
     UnsupportedGranularityError,
     UnsupportedOptionError,
 )
+from mono_quant.core._floatcodes import dequantize_float_codes, quantize_float_codes
 from mono_quant.core._granularity import (
     Granularity,
     NonDivisiblePolicy,
@@ -50,8 +51,9 @@ class Capabilities:
     """What a scheme claims; the conformance suite checks every claim.
 
     - ``dtypes``: quant dtype names it supports, or ``None`` for every registered
-      affine integer dtype (codebook dtypes such as NF4 must be named). Float
-      targets (float16/bfloat16) are always supported: core handles them as a cast.
+      affine integer dtype (codebook dtypes such as NF4, and float code dtypes such
+      as FP8, must be named). Float targets (float16/bfloat16) are always
+      supported: core handles them as a cast.
     - ``granularities``: the granularity kinds it supports.
     - ``nonfinite`` / ``nondivisible``: the policies it accepts; the first is its default.
     - ``profiles``: named profiles it accepts (``"custom"`` allows explicit parameters).
@@ -213,7 +215,7 @@ class Scheme(abc.ABC):
         if dtype.is_float:
             return True
         if self.capabilities.dtypes is None:
-            return dtype.affine
+            return dtype.kind == "int" and dtype.affine
         return dtype.name in self.capabilities.dtypes
 
     def compute_qparams(
@@ -283,7 +285,9 @@ class Scheme(abc.ABC):
                 f"{repr(name) if name else 'the input tensor'} is 0-d. Use PerTensor()."
             )
         layout = GranuleLayout.of(tuple(x.shape), gran, nondivisible=self.nondivisible, name=name)
-        scale, zero_point = self.compute_scale_zero_point(x, qd, layout.granularity, name=name)
+        result = self.compute_scale_zero_point(x, qd, layout.granularity, name=name)
+        scale, zero_point = result[0], result[1]
+        extra = dict(result[2]) if len(result) > 2 else {}
         self._check_result(scale, zero_point, qd, layout, x)
         return QParams(
             scale,
@@ -296,6 +300,7 @@ class Scheme(abc.ABC):
             compute_dtype=self.profile.compute_dtype,
             rounding=self.profile.rounding,
             affine=self.capabilities.affine,
+            extra=extra,
         )
 
     @abc.abstractmethod
@@ -306,13 +311,15 @@ class Scheme(abc.ABC):
         granularity: Granularity,
         *,
         name: str | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, dict[str, str]]:
         """Return ``(scale float32, zero_point int32)`` shaped by ``granularity``.
 
-        ``x`` is a checked, non-empty floating tensor; ``dtype`` an integer dtype the
-        scheme supports; ``granularity`` has a non-negative axis that is in range
-        and a group size that divides the axis (or ``self.nondivisible == "pad"``).
-        Must not modify ``x``.
+        ``x`` is a checked, non-empty floating tensor; ``dtype`` an integer or float
+        code dtype the scheme supports (a float code's zero-point is all 0);
+        ``granularity`` has a non-negative axis that is in range and a group size
+        that divides the axis (or ``self.nondivisible == "pad"``). Must not modify
+        ``x``. A third element, a ``str -> str`` dict, goes into ``QParams.extra``
+        (a two-level float format puts its ``tensor_scale`` there).
         """
 
     def quantize_tensor(
@@ -366,6 +373,9 @@ class Scheme(abc.ABC):
         qd = get_dtype(qp.dtype)
         if qp.is_float:
             return cast_to_float_target(x, qd, name=name), qp
+        if qd.is_float_code and qp.affine and type(self).quantize is Scheme.quantize:
+            check = not self._range_saw_every_element()
+            return quantize_float_codes(x, qp, qd, name=name, check_finite=check, pack=pack), qp
         if qp.affine and type(self).quantize is Scheme.quantize:
             # compute_qparams has checked x; the quantize pass need not look again
             # unless the scheme's range may ignore some elements (then it must check).
@@ -389,13 +399,15 @@ class Scheme(abc.ABC):
         )
 
     def quantize(self, x: torch.Tensor, qparams: QParams, *, name: str | None = None) -> torch.Tensor:
-        """Unpacked codes of ``x`` (affine by default); a float target is a cast."""
+        """Unpacked codes of ``x`` (affine, or float codes, by default); a float target is a cast."""
         from mono_quant.core._registry import get_dtype
 
         x = check_input(x, name=name).detach()
         qd = get_dtype(qparams.dtype)
         if qparams.is_float:
             return cast_to_float_target(x, qd, name=name)
+        if qd.is_float_code:
+            return quantize_float_codes(x, qparams, qd, name=name)
         return quantize_affine(x, qparams, qd, name=name)
 
     def dequantize(
@@ -406,9 +418,14 @@ class Scheme(abc.ABC):
         dtype: torch.dtype = torch.float32,
         name: str | None = None,
     ) -> torch.Tensor:
-        """Floats back from codes ``q`` (affine by default); a float target is a cast."""
+        """Floats back from codes ``q`` (affine, or float codes, by default); a float target is a cast."""
+        from mono_quant.core._registry import get_dtype
+
         if qparams.is_float:
             return q.detach().to(dtype)
+        qd = get_dtype(qparams.dtype)
+        if qd.is_float_code:
+            return dequantize_float_codes(q.detach(), qparams, qd, out_dtype=dtype, name=name)
         return dequantize_affine(q.detach(), qparams, out_dtype=dtype, name=name)
 
     def describe(self) -> dict[str, object]:
@@ -455,9 +472,13 @@ class Scheme(abc.ABC):
             if not problems:
                 if not bool(torch.isfinite(scale).all()) or not bool((scale > 0).all()):
                     problems.append("scale must be finite and > 0 everywhere")
-                assert dtype.qmin is not None and dtype.qmax is not None
-                if bool((zero_point < dtype.qmin).any()) or bool((zero_point > dtype.qmax).any()):
-                    problems.append(f"zero_point must lie in [{dtype.qmin}, {dtype.qmax}]")
+                if dtype.is_float_code:
+                    if bool(zero_point.any()):
+                        problems.append(f"zero_point must be 0 everywhere for float codes ({dtype.name!r})")
+                else:
+                    assert dtype.qmin is not None and dtype.qmax is not None
+                    if bool((zero_point < dtype.qmin).any()) or bool((zero_point > dtype.qmax).any()):
+                        problems.append(f"zero_point must lie in [{dtype.qmin}, {dtype.qmax}]")
         if problems:
             raise SchemeContractError(
                 f"scheme {self.name!r} ({self.distribution or type(self).__module__}) broke the "
@@ -509,8 +530,8 @@ class MinMaxScheme(Scheme):
         granularity: Granularity,
         *,
         name: str | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-granule min/max, non-finite policy, then :meth:`qparams_from_range`."""
+    ) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, dict[str, str]]:
+        """Per-granule min/max, non-finite policy, then :meth:`qparams_from_range` (and ``qparams_extra``)."""
         lo, hi = granule_minmax(x, granularity, nondivisible=self.nondivisible, name=name)
         if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
             raise_nonfinite(x, name)
@@ -519,10 +540,19 @@ class MinMaxScheme(Scheme):
         scale, zero_point = self.qparams_from_range(lo_c, hi_c, dtype)
         if isinstance(scale, torch.Tensor) and not bool(torch.isfinite(scale).all()):
             _raise_range_overflow(scale, lo, hi, compute, self.profile.name, name)
-        return scale, zero_point
+        extra = self.qparams_extra(lo_c, hi_c, dtype)
+        return (scale, zero_point, extra) if extra else (scale, zero_point)
 
     @abc.abstractmethod
     def qparams_from_range(
         self, lo: torch.Tensor, hi: torch.Tensor, dtype: QuantDtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(scale float32, zero_point int32)`` from per-granule ``lo``/``hi`` (compute dtype)."""
+
+    def qparams_extra(self, lo: torch.Tensor, hi: torch.Tensor, dtype: QuantDtype) -> dict[str, str]:
+        """``str -> str`` facts for ``QParams.extra`` from the same ``lo``/``hi`` (none by default).
+
+        A two-level float format returns its per-tensor scale here, ``{"tensor_scale": t.hex()}``
+        (see :attr:`QParams.tensor_scale`); the tensor's range is the range of its granules.
+        """
+        return {}

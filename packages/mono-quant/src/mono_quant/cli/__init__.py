@@ -34,6 +34,8 @@ if TYPE_CHECKING:
         load_quantized,
         save_quantized,
     )
+    from mono_quant.cli._onnx import export_onnx
+    from mono_quant.cli._onnx_report import OnnxExport, OnnxWeight
     from mono_quant.cli._report import Report, TensorReport
     from mono_quant.cli._select import DEFAULT_MODULE_TYPES
     from mono_quant.cli._split import merge_index
@@ -60,6 +62,9 @@ _LAZY = {
     "exit_code_for": "_errors",
     "FORMAT_VERSION": "_formats.native",
     "inspect_checkpoint": "_inspect",
+    "export_onnx": "_onnx",
+    "OnnxExport": "_onnx_report",
+    "OnnxWeight": "_onnx_report",
     "dequantize_checkpoint": "_load",
     "dequantize_state_dict": "_load",
     "load_quantized": "_load",
@@ -104,6 +109,8 @@ __all__ = [
     "CheckpointError",
     "InputError",
     "LeftoverWarning",
+    "OnnxExport",
+    "OnnxWeight",
     "OutputError",
     "QuantizedCheckpoint",
     "QuantizedTensor",
@@ -117,6 +124,7 @@ __all__ = [
     "dequantize_checkpoint",
     "dequantize_state_dict",
     "exit_code_for",
+    "export_onnx",
     "inspect_checkpoint",
     "load_quantized",
     "main",

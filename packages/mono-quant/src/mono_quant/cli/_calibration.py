@@ -15,7 +15,7 @@ from mono_quant.cli._model import read_config
 from mono_quant.cli._options import option
 from mono_quant.cli._verify import _quiet
 
-__all__ = ["calibrate_model_folder", "read_texts"]
+__all__ = ["calibrate_model_folder", "export_onnx_folder", "load_text_model", "read_texts"]
 
 
 def read_texts(path: Path) -> list[str]:
@@ -51,6 +51,58 @@ def read_texts(path: Path) -> list[str]:
     return texts
 
 
+def load_text_model(folder: Path) -> tuple[torch.nn.Module, Any]:
+    """A Hugging Face model folder's model (its architecture, float weights, eval mode) and tokenizer."""
+    try:
+        import transformers
+    except ImportError as exc:
+        raise UsageError(
+            "this command runs the model with transformers: pip install mono-quant[transformers]."
+        ) from exc
+    if not (folder / "config.json").is_file():
+        raise InputError(f"{folder} is not a model folder (no config.json).")
+    config = read_config(folder / "config.json")
+    arch = (config.get("architectures") or ["AutoModel"])[0]
+    cls = getattr(transformers, str(arch), transformers.AutoModel)
+    with _quiet():
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+        model = cls.from_pretrained(folder).eval()
+    return model, tokenizer
+
+
+def export_onnx_folder(
+    model_dir: str | Path,
+    output: str | Path,
+    *,
+    activations: str | Path | None = None,
+    scheme: str = "symmetric",
+    dtype: str = "int8",
+    exclude: tuple[str, ...] = (),
+    opset: int = 18,
+    force: bool = False,
+) -> Any:
+    """``mono-quant export-onnx``: a model folder as a QDQ ONNX file (:func:`~mono_quant.cli.export_onnx`).
+
+    ``activations`` is a file ``mono-quant calibrate`` wrote (weights only without it).
+    The example inputs are two tokenized sentences of different lengths; every axis
+    stays dynamic. Returns the :class:`~mono_quant.cli.OnnxExport` report.
+    """
+    from mono_quant.cli._onnx import export_onnx
+    from mono_quant.cli._prepare import read_activations
+
+    model, tokenizer = load_text_model(Path(model_dir))
+    inputs = read_activations(Path(activations)) if activations is not None else None
+    example = dict(
+        tokenizer(["A short one.", "A somewhat longer example sentence."], padding=True, return_tensors="pt")
+    )
+    with torch.inference_mode():
+        names = list(model(**example).keys())
+    return export_onnx(
+        model, example, output, activations=inputs, scheme=scheme, dtype=dtype, exclude=exclude,
+        output_names=names, opset=opset, force=force,
+    )  # fmt: skip
+
+
 def calibrate_model_folder(
     model_dir: str | Path,
     data: str | Path,
@@ -75,32 +127,19 @@ def calibrate_model_folder(
     written atomically; ``mono-quant quantize --activations FILE`` turns it into a
     W8A8 checkpoint. Returns the :class:`~mono_quant.observers.CalibrationResult`.
     """
-    try:
-        import transformers
-    except ImportError as exc:
-        raise UsageError(
-            "calibrate runs the model with transformers: pip install mono-quant[transformers]."
-        ) from exc
     from safetensors.torch import save_file
 
     from mono_quant.core import PerTensor
     from mono_quant.observers import CalibrationPlan, calibrate
 
     folder = Path(model_dir)
-    if not (folder / "config.json").is_file():
-        raise InputError(f"{folder} is not a model folder (no config.json).")
     texts = read_texts(Path(data))[:max_samples]
     if batch_size < 1 or max_length < 1:
         raise UsageError(
             f"{option('batch_size', None)} and {option('max_length', None)} must be at least 1; "
             f"got {batch_size} and {max_length}."
         )
-    config = read_config(folder / "config.json")
-    arch = (config.get("architectures") or ["AutoModel"])[0]
-    cls = getattr(transformers, str(arch), transformers.AutoModel)
-    with _quiet():
-        tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-        model = cls.from_pretrained(folder)
+    model, tokenizer = load_text_model(folder)
     plan = CalibrationPlan(
         observer=observer,
         scheme=scheme,

@@ -205,6 +205,27 @@ def build_parser() -> argparse.ArgumentParser:
     _writes_output(c, "replace an existing output", quiet="no progress bar, no summary")
     c.set_defaults(func=commands.calibrate, pipe_code=0)
 
+    x = sub.add_parser(
+        "export-onnx",
+        parents=[common],
+        help="a Hugging Face model folder as a QDQ ONNX file (int8 weights, calibrated activations)",
+    )
+    x.add_argument("input", metavar="MODEL_FOLDER")
+    x.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    x.add_argument(
+        "--activations",
+        metavar="FILE",
+        help="input activation qparams from 'mono-quant calibrate' (recommended: --scheme asymmetric "
+        "--dtype uint8 there); without it only the weights are quantized",
+    )
+    x.add_argument("--scheme", default="symmetric", help="weight scheme (default symmetric)")
+    x.add_argument("--dtype", default="int8", help="weight dtype (default int8)")
+    x.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="keep these weights float")
+    x.add_argument("--opset", type=_positive_int, default=18)
+    x.add_argument("--json", action="store_true", help="print the report as JSON")
+    _writes_output(x, "replace an existing output", quiet="no report")
+    x.set_defaults(func=commands.export_onnx, pipe_code=0)
+
     m = sub.add_parser(
         "merge-index", parents=[common], help="join the parts of a split run (--num-shards) into OUTPUT"
     )

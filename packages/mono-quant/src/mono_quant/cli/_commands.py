@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import TextIO
 
-__all__ = ["calibrate", "dequantize", "inspect", "merge", "plugins", "quantize", "verify"]
+__all__ = ["calibrate", "dequantize", "export_onnx", "inspect", "merge", "plugins", "quantize", "verify"]
 
 
 def plugins(args: argparse.Namespace, out: TextIO) -> int:
@@ -109,6 +109,24 @@ def calibrate(args: argparse.Namespace, out: TextIO) -> int:
             + (f"; never called: {', '.join(result.not_called)}" if result.not_called else "")
             + f"\nwrote {args.output}\n"
         )
+    return 0
+
+
+def export_onnx(args: argparse.Namespace, out: TextIO) -> int:
+    from mono_quant.cli._calibration import export_onnx_folder
+
+    report = export_onnx_folder(
+        args.input,
+        args.output,
+        activations=args.activations,
+        scheme=args.scheme,
+        dtype=args.dtype,
+        exclude=tuple(args.exclude),
+        opset=args.opset,
+        force=args.force,
+    )
+    if not args.quiet:
+        out.write((json.dumps(report.to_dict(), indent=2) if args.json else report.render()) + "\n")
     return 0
 
 

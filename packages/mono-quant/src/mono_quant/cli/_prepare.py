@@ -16,6 +16,7 @@ import torch
 
 from mono_quant.cli._errors import InputError, RefusedError, TensorError, UsageError
 from mono_quant.cli._formats import compressed_tensors as ct
+from mono_quant.cli._formats import compressed_tensors_float as ctf
 from mono_quant.cli._formats import native
 from mono_quant.cli._model import ModelLayout, model_layout, read_config
 from mono_quant.cli._options import option
@@ -32,7 +33,7 @@ from mono_quant.core import (
     QParams,
 )
 
-__all__ = ["activations_of", "model_of", "model_selection", "preflight", "profile_notes"]
+__all__ = ["activations_of", "model_of", "model_selection", "preflight", "profile_notes", "read_activations"]
 
 
 def activations_of(
@@ -47,29 +48,24 @@ def activations_of(
             f"{option('format', 'compressed-tensors')}."
         )
     qd, gran = plan.dtype, plan.granularity
-    if qd.is_float or qd.bits != 8 or not isinstance(gran, (PerChannel, PerTensor)):
+    if qd.is_float_code and ctf.format_for(qd) == ctf.FLOAT_QUANTIZED:
+        # FP8 weights with FP8 activations: compressed-tensors' FP8_DYNAMIC (per-token, at run time).
+        if str(activations) != "dynamic":
+            raise RefusedError(
+                f"FP8 weights take {option('activations', 'dynamic')} (FP8 per token, computed by the "
+                f"runtime); static FP8 activation scales are not written yet."
+            )
+        return "dynamic"
+    if qd.kind != "int" or qd.bits != 8 or not isinstance(gran, (PerChannel, PerTensor)):
         raise RefusedError(
             f"W8A8 (compressed-tensors int-quantized) holds 8-bit integer weights per channel or per "
-            f"tensor; got dtype {qd.name!r}, {gran}. Use {option('dtype', 'int8')} "
-            f"{option('granularity', 'per-channel')}."
+            f"tensor (or FP8 E4M3 weights with dynamic FP8 activations); got dtype {qd.name!r}, {gran}. "
+            f"Use {option('dtype', 'int8')} {option('granularity', 'per-channel')}."
         )
     if str(activations) == "dynamic":
         return "dynamic"
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from mono_quant.observers import CalibrationResult
-
     path = Path(activations)
-    if not path.is_file():
-        raise InputError(f"the activations file {path} does not exist; write it with mono-quant calibrate.")
-    with safe_open(str(path), "pt") as f:
-        metadata = dict(f.metadata() or {})
-    try:
-        table = CalibrationResult.read_qparams(load_file(str(path)), metadata)
-    except Exception as exc:
-        raise InputError(f"{path} does not hold activation qparams from mono-quant calibrate: {exc}") from exc
-    inputs = {key.rsplit(":", 1)[0]: qp for key, qp in table.items() if key.endswith(":input")}
+    inputs = read_activations(path)
     for info in source.infos:
         if not plan.selection.decide(info.name, info.dtype, info.shape)[0]:
             continue
@@ -86,6 +82,24 @@ def activations_of(
                 f"W8A8 holds int8 per-tensor activations. Calibrate with --dtype int8 (per tensor)."
             )
     return inputs
+
+
+def read_activations(path: Path) -> dict[str, QParams]:
+    """The input activation QParams, by module name, of a file ``mono-quant calibrate`` wrote."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from mono_quant.observers import CalibrationResult
+
+    if not path.is_file():
+        raise InputError(f"the activations file {path} does not exist; write it with mono-quant calibrate.")
+    with safe_open(str(path), "pt") as f:
+        metadata = dict(f.metadata() or {})
+    try:
+        table = CalibrationResult.read_qparams(load_file(str(path)), metadata)
+    except Exception as exc:
+        raise InputError(f"{path} does not hold activation qparams from mono-quant calibrate: {exc}") from exc
+    return {key.rsplit(":", 1)[0]: qp for key, qp in table.items() if key.endswith(":input")}
 
 
 def profile_notes(plan: Plan, source: Source) -> list[str]:
@@ -165,8 +179,12 @@ def preflight(source: Source, plan: Plan, fmt: str, model: Model | None = None) 
                 f"(names look like {sample}); nothing would be quantized. Check the pattern (fnmatch syntax, "
                 f"matched against the full name)."
             )
+    float_codes = plan.dtype.is_float_code
     if fmt == ct.FORMAT:
-        ct.check_scheme(plan.scheme, plan.dtype)
+        if float_codes:  # FP8 -> float-quantized, NVFP4/MXFP4 -> their pack-quantized formats
+            ctf.check_scheme(plan.scheme, plan.dtype)
+        else:
+            ct.check_scheme(plan.scheme, plan.dtype)
     notes = [
         f"{option('exclude', pattern)} matched no tensor"
         for pattern in plan.selection.exclude
@@ -196,7 +214,7 @@ def preflight(source: Source, plan: Plan, fmt: str, model: Model | None = None) 
         # Axis range (and the padded group count), with the tensor's name in the message.
         GranuleLayout.of(info.shape, plan.granularity, nondivisible=plan.scheme.nondivisible, name=info.name)
         if fmt == ct.FORMAT:
-            ct.check(info.name, info.shape, plan.dtype, plan.granularity)
+            (ctf if float_codes else ct).check(info.name, info.shape, plan.dtype, plan.granularity)
             assert model is not None
             if info.name.removesuffix(".weight") not in model.layout.linear:
                 raise RefusedError(

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 
 from mono_quant.cli._formats import compressed_tensors as ct
+from mono_quant.cli._formats import compressed_tensors_float as ctf
 from mono_quant.cli._formats import native
 from mono_quant.cli._model import ModelLayout
 from mono_quant.cli._safetensors import StreamingWriter
@@ -75,10 +76,10 @@ class MemorySink:
         self.entries[name] = tensor
         return tensor.numel() * tensor.element_size()
 
-    def quantized(self, name: str, qt: QuantizedTensor) -> int:
-        """Keep ``qt``."""
+    def quantized(self, name: str, qt: QuantizedTensor) -> tuple[int, torch.Tensor | None]:
+        """Keep ``qt``; it decodes with mono-quant's own dequantize."""
         self.entries[name] = qt
-        return qt.nbytes
+        return qt.nbytes, None
 
     def end_shard(self) -> None:
         """Nothing to do per shard."""
@@ -151,12 +152,25 @@ class FileSink:
             native.check_name(name)
         return self._add(name, tensor)
 
-    def quantized(self, name: str, qt: QuantizedTensor) -> int:
-        """Write the stored form of ``qt`` in this sink's format."""
+    def quantized(self, name: str, qt: QuantizedTensor) -> tuple[int, torch.Tensor | None]:
+        """Write the stored form of ``qt`` in this sink's format; return the bytes and the decoded values.
+
+        The values are ``None`` unless a reader of the file decodes to other values than
+        mono-quant's float32 dequantize (NVFP4/MXFP4 readers give bfloat16).
+        """
         assert self._writer is not None
+        decoded: torch.Tensor | None = None
         if self.fmt == native.FORMAT:
             tensors, (key, value) = native.encode(name, qt)
             self._writer.metadata[key] = value
+        elif qt.quant_dtype.is_float_code:
+            tensors, args = ctf.encode(name, qt)  # checks its decode against our dequantize, bit for bit
+            inputs = ct.dynamic_activations("float") if self.activations == "dynamic" else None
+            group = {"format": ctf.format_for(qt.quant_dtype), "weights": args, "input_activations": inputs}
+            self.config.add(name, group)
+            values = ctf.decode(name, dict(tensors), args)
+            if values.dtype != torch.float32:  # e.g. NVFP4/MXFP4 readers give bfloat16
+                decoded = values
         else:
             activation: ct.Activation | None = None
             if self.activations == "dynamic":
@@ -165,7 +179,7 @@ class FileSink:
                 activation = self.activations[name.removesuffix(".weight")]
             tensors, group = ct.encode(name, qt, symmetric=self.symmetric, activation=activation)
             self.config.add(name, group)
-        return sum(self._add(n, t) for n, t in tensors)
+        return sum(self._add(n, t) for n, t in tensors), decoded
 
     def end_shard(self) -> None:
         """Finish this shard's file (header, data, fsync)."""

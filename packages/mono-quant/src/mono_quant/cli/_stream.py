@@ -31,8 +31,12 @@ class Sink(Protocol):
     def copy(self, name: str, tensor: torch.Tensor) -> int:
         """Store ``tensor`` unchanged; return the bytes stored."""
 
-    def quantized(self, name: str, qt: QuantizedTensor) -> int:
-        """Store a quantized tensor; return the bytes stored."""
+    def quantized(self, name: str, qt: QuantizedTensor) -> tuple[int, torch.Tensor | None]:
+        """Store a quantized tensor; return the bytes stored and the values a reader decodes.
+
+        The values are ``None`` when they are mono-quant's float32 dequantize; otherwise
+        the report's error is computed from them.
+        """
 
     def end_shard(self) -> None:
         """The current shard is done."""
@@ -92,7 +96,11 @@ def _one(info: TensorInfo, tensor: torch.Tensor, plan: Plan, sink: Sink) -> Tens
             after,
             reason=f"{bad} non-finite value(s); copied unquantized ({option('nonfinite', 'skip')})",
         )
-    after = sink.quantized(name, qt)
+    after, decoded = sink.quantized(name, qt)
+    if decoded is not None:  # the report's numbers come from what the file decodes to
+        xd = tensor.detach().to(torch.float64).reshape(-1)
+        diff = decoded.to(torch.float64).reshape(-1) - xd
+        signal, noise = float(torch.dot(xd, xd)), float(torch.dot(diff, diff))
     return TensorReport(
         name,
         info.shape,

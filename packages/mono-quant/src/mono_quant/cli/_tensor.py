@@ -49,6 +49,13 @@ class QuantizedTensor:
         """Floats back with core's :func:`~mono_quant.core.dequantize`, in ``dtype`` (default: original)."""
         return dequantize(self.codes, self.qparams, dtype=dtype or self.orig_dtype)
 
+    def stored_qparams(self) -> dict[str, torch.Tensor]:
+        """The qparams tensors a checkpoint stores: float codes' zero-point (always 0) is not stored."""
+        tensors = self.qparams.tensors()
+        if self.quant_dtype.is_float_code:
+            tensors.pop("zero_point", None)
+        return tensors
+
     def stored(self) -> torch.Tensor:
         """The codes as stored: packed with the dtype's :class:`~mono_quant.core.Packing`, if it has one."""
         if self.quant_dtype.packing is None:
@@ -64,7 +71,7 @@ class QuantizedTensor:
         else:
             n = math.prod(packed_shape(self.shape, self.quant_dtype))
             codes = n * torch.empty((), dtype=_CONTAINERS[p.container]).element_size()
-        return codes + sum(t.numel() * t.element_size() for t in self.qparams.tensors().values())
+        return codes + sum(t.numel() * t.element_size() for t in self.stored_qparams().values())
 
     def equals(self, other: QuantizedTensor) -> bool:
         """Bit-identical codes, identical QParams and dtypes."""

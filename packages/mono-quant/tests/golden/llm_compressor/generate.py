@@ -34,6 +34,7 @@ SCHEMES: dict[str, str | dict[str, object]] = {
     "w8a16-sym-channel": {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel"},
     "w8a16-asym-channel": {"num_bits": 8, "type": "int", "symmetric": False, "strategy": "channel"},
     "w8a8-dynamic": "W8A8",  # int8 channel weights, dynamic per-token int8 activations: no calibration
+    "fp8-dynamic": "FP8_DYNAMIC",  # FP8 E4M3 channel weights, dynamic per-token FP8 activations
 }
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "check",
     "check_scheme",
     "decode",
+    "dynamic_activations",
     "encode",
     "pack_int32",
     "unpack_int32",
@@ -127,6 +128,8 @@ def check_scheme(scheme: Scheme, qd: QuantDtype) -> None:
     why = ""
     if qd.is_float:
         why = f"dtype {qd.name!r} is a float cast, not integer codes"
+    elif qd.kind != "int":
+        why = f"dtype {qd.name!r} holds {qd.kind} codes, not integers"
     elif not qd.affine:
         why = f"dtype {qd.name!r} is a codebook (affine=False): its codes index a table, not an even grid"
     elif not scheme.capabilities.affine:
@@ -254,11 +257,13 @@ def encode(
     return out, group
 
 
-def _activation(
-    module: str, activation: Activation, model_dtype: torch.dtype
-) -> tuple[dict[str, Any], list[tuple[str, torch.Tensor]]]:
-    """The ``input_activations`` args of a W8A8 module, and its stored input qparams (static)."""
-    args: dict[str, Any] = {
+def dynamic_activations(kind: Literal["int", "float"]) -> dict[str, Any]:
+    """The ``input_activations`` of 8-bit activations quantized per token at run time (llm-compressor's).
+
+    >>> dynamic_activations("float")["strategy"], dynamic_activations("float")["type"]
+    ('token', 'float')
+    """
+    return {
         "actorder": None,
         "block_structure": None,
         "dynamic": True,
@@ -269,9 +274,16 @@ def _activation(
         "scale_dtype": None,
         "strategy": "token",
         "symmetric": True,
-        "type": "int",
+        "type": kind,
         "zp_dtype": None,
     }
+
+
+def _activation(
+    module: str, activation: Activation, model_dtype: torch.dtype
+) -> tuple[dict[str, Any], list[tuple[str, torch.Tensor]]]:
+    """The ``input_activations`` args of a W8A8 module, and its stored input qparams (static)."""
+    args = dynamic_activations("int")
     if activation == "dynamic":
         return args, []
     assert (

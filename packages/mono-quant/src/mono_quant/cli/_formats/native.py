@@ -98,7 +98,7 @@ def encode(name: str, qt: QuantizedTensor) -> tuple[list[tuple[str, torch.Tensor
     """
     check_name(name)
     tensors = [(f"{name}{SEP}codes", qt.stored())]
-    tensors += [(f"{name}{SEP}{k}", v) for k, v in qt.qparams.tensors().items()]
+    tensors += [(f"{name}{SEP}{k}", v) for k, v in qt.stored_qparams().items()]
     entry = {
         "shape": list(qt.shape),
         "orig_dtype": dtype_name(qt.orig_dtype),
@@ -164,7 +164,16 @@ def decode(
             f"{where}: {name!r} codes are {codes.dtype} {tuple(codes.shape)}, the metadata says "
             f"{qd.torch_dtype} {shape}; the file is damaged."
         )
-    tensors = {} if qd.is_float else {k: _get(get, f"{name}{SEP}{k}", where) for k in ("scale", "zero_point")}
+    tensors = {}
+    if not qd.is_float:
+        tensors["scale"] = _get(get, f"{name}{SEP}scale", where)
+        if qd.is_float_code:  # not stored: a float code's zero-point is 0 (files before 0.1 may hold it)
+            try:
+                tensors["zero_point"] = get(f"{name}{SEP}zero_point")
+            except KeyError:
+                tensors["zero_point"] = torch.zeros(tensors["scale"].shape, dtype=torch.int32)
+        else:
+            tensors["zero_point"] = _get(get, f"{name}{SEP}zero_point", where)
     return QuantizedTensor(codes, QParams.from_tensors(tensors, meta), qd, orig)
 
 
