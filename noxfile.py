@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nox
 
@@ -115,6 +118,25 @@ NEEDS_MINILM = {
 
 _built = False
 
+#: Set by .ci/run: each session's virtualenv is deleted when the session ends, so a
+#: CI machine holds one environment at a time (each carries its own torch, ~1 GB).
+DISCARD_VENVS = os.environ.get("MONO_QUANT_NOX_DISCARD_VENVS") == "1"
+
+
+def discard_venv(func: Callable[..., None]) -> Callable[..., None]:
+    """Delete the session's virtualenv when it ends (pass or fail) if DISCARD_VENVS is set."""
+
+    @functools.wraps(func)
+    def wrapper(session: nox.Session, *args: Any, **kwargs: Any) -> None:
+        try:
+            func(session, *args, **kwargs)
+        finally:
+            location = getattr(session.virtualenv, "location", None)
+            if DISCARD_VENVS and location and Path(location).is_relative_to(ROOT / ".nox"):
+                shutil.rmtree(location, ignore_errors=True)
+
+    return wrapper
+
 
 def _install(session: nox.Session, *args: str) -> None:
     session.install("-c", CONSTRAINTS, *args)
@@ -158,6 +180,7 @@ def install_wheels(session: nox.Session, *dists: str) -> None:
 
 @nox.session(python="3.11")
 @nox.parametrize("package", list(PACKAGES))
+@discard_venv
 def tests(session: nox.Session, package: str) -> None:
     """One distribution alone, from its wheel, with only its declared dependencies."""
     folder, module, deps, test_reqs = PACKAGES[package]
@@ -203,6 +226,7 @@ def tests(session: nox.Session, package: str) -> None:
         "example",
     ],
 )
+@discard_venv
 def conformance(session: nox.Session, plugin: str) -> None:
     """The conformance suite against each first-party plugin alone, and the example plugin.
 
@@ -255,6 +279,7 @@ def conformance(session: nox.Session, plugin: str) -> None:
 
 
 @nox.session(python="3.11")
+@discard_venv
 def bench(session: nox.Session) -> None:
     """Side-by-side speed and memory benchmarks (not part of CI; numbers in docs/performance.md)."""
     install_wheels(session, "mono-quant", *PACKAGES["mono-quant"][2])
@@ -266,6 +291,7 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+@discard_venv
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check over the whole tree."""
     _install(session, "ruff==0.17.6")
@@ -274,6 +300,7 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+@discard_venv
 def types(session: nox.Session) -> None:
     """mypy --strict over every distribution's sources and the example plugin's."""
     _install(
@@ -293,6 +320,7 @@ def types(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+@discard_venv
 def docs(session: nox.Session) -> None:
     """Build the documentation site with --strict (API reference from docstrings)."""
     install_wheels(session, *PACKAGES)
@@ -320,6 +348,7 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+@discard_venv
 def demo(session: nox.Session) -> None:
     """The README's first command: quantize all-MiniLM-L6-v2 every way, report, compare embeddings."""
     install_wheels(session, "mono-quant", *PACKAGES["mono-quant"][2])  # the CLI and the plugins it ships
