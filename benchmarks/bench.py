@@ -91,6 +91,16 @@ def run_group(
     return rows
 
 
+def _in_blocks(scheme: Any, x: torch.Tensor) -> object:
+    from mono_quant.core import PerChannel, block_threads
+
+    with block_threads(THREADS):
+        return scheme.quantize_tensor(x, "int8", PerChannel(0))
+
+
+THREADS = 2  # set by main from --threads
+
+
 def build_groups(x: torch.Tensor) -> list[tuple[str, dict[str, tuple[str, Callable[[], object]]]]]:
     """The operations of the issue, each with mono-quant, its anchors and its floor."""
     from torch.ao.quantization.observer import PerChannelMinMaxObserver
@@ -101,7 +111,7 @@ def build_groups(x: torch.Tensor) -> list[tuple[str, dict[str, tuple[str, Callab
         quantize_affine,
     )
 
-    from mono_quant.core import PerChannel, PerGroup, dequantize, get_scheme
+    from mono_quant.core import PerChannel, PerGroup, dequantize, get_scheme, quantize
 
     _, cols = x.shape
     asym, sym = get_scheme("asymmetric"), get_scheme("symmetric")
@@ -153,6 +163,15 @@ def build_groups(x: torch.Tensor) -> list[tuple[str, dict[str, tuple[str, Callab
             f"mono-quant {scheme.name}": (
                 "mono",
                 lambda scheme=scheme: scheme.quantize_tensor(x, "int8", PerChannel(0)),
+            ),
+            # The README's path: qparams, then core's quantize (issue 15's two-step row).
+            f"mono-quant {scheme.name}, two steps: quantize(x, compute_qparams(x))": (
+                "mono",
+                lambda scheme=scheme: quantize(x, scheme.compute_qparams(x, "int8", PerChannel(0))),
+            ),
+            f"mono-quant {scheme.name} in block_threads()": (
+                "mono",
+                lambda scheme=scheme: _in_blocks(scheme, x),
             ),
             "torchao choose+quantize_affine": ("anchor", lambda mapping=mapping: tao_codes(mapping)),
             "torch.ao observer+quantize_per_channel": ("anchor", lambda q=qscheme: torch_ao(q)),
@@ -358,6 +377,62 @@ def cold_rows(threads: int) -> list[dict[str, Any]]:
     return out
 
 
+BUSY_LOOP = "while True: pass"
+
+
+def contention_rows(threads: int, repeats: int) -> list[dict[str, Any]]:
+    """int8 per-channel 4096x4096 fp32, quiet and beside one busy-loop process per core.
+
+    The same three implementations run interleaved in each condition: quantize_tensor
+    on torch's intra-op threads (the library default), the same inside
+    ``block_threads(threads)`` (what the CLI runs), and the ``x.to(int8)`` floor.
+    A fair share of a machine whose every core is also running a busy loop is 2x.
+    """
+    from mono_quant.core import PerChannel, block_threads, get_scheme
+
+    asym = get_scheme("asymmetric")
+    x = torch.randn(4096, 4096, generator=torch.Generator().manual_seed(0))
+
+    def in_blocks() -> object:
+        with block_threads(threads):
+            return asym.quantize_tensor(x, "int8", PerChannel(0))
+
+    impls: dict[str, Callable[[], object]] = {
+        "quantize_tensor, torch intra-op threads": lambda: asym.quantize_tensor(x, "int8", PerChannel(0)),
+        f"quantize_tensor in block_threads({threads})": in_blocks,
+        "floor: x.to(int8)": lambda: x.to(torch.int8),
+    }
+    results: dict[str, dict[str, list[float]]] = {name: {"quiet": [], "busy": []} for name in impls}
+    for condition in ("quiet", "busy"):
+        hogs = []
+        if condition == "busy":
+            hogs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(os.cpu_count() or 1)]
+            time.sleep(0.5)
+        try:
+            for fn in impls.values():
+                fn()
+            for _ in range(repeats):
+                for name, fn in impls.items():
+                    results[name][condition].append(_time(fn))
+        finally:
+            for h in hogs:
+                h.kill()
+                h.wait()
+    out = []
+    for name, r in results.items():
+        quiet, busy = statistics.median(r["quiet"]), statistics.median(r["busy"])
+        out.append(
+            {
+                "impl": name,
+                "quiet_ms": quiet * 1e3,
+                "busy_ms": busy * 1e3,
+                "busy_worst_ms": max(r["busy"]) * 1e3,
+                "busy_over_quiet": busy / quiet,
+            }
+        )
+    return out
+
+
 def format_table(rows: list[Row]) -> str:
     lines = [
         "| operation | shape | dtype | implementation | median ms | GB/s in | × floor | × best anchor |",
@@ -384,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/micro.json"))
     parser.add_argument("--markdown", type=Path, default=Path("benchmarks/results/micro.md"))
     args = parser.parse_args(argv)
+    global THREADS
+    THREADS = args.threads
     torch.set_num_threads(args.threads)
     shapes = [(4096, 4096)] if args.quick else [(4096, 4096), (11008, 4096)]
     repeats = 5 if args.quick else args.repeats
@@ -397,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(format_table(group).split("\n", 2)[-1], flush=True)
             del x
     cold = cold_rows(args.threads)
+    contention = contention_rows(args.threads, repeats)
     env = {
         "torch": torch.__version__,
         "threads": args.threads,
@@ -411,10 +489,25 @@ def main(argv: list[str] | None = None) -> int:
     cold_lines += [
         f"| {c['impl']} | {c['dtype']} | {c['first_call_ms']:.1f} | {c['second_call_ms']:.1f} |" for c in cold
     ]
+    busy_lines = [
+        "| int8 per-channel 4096x4096 fp32, every core also running a busy loop | quiet ms | busy ms "
+        "| busy worst ms | busy / quiet |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    busy_lines += [
+        f"| {c['impl']} | {c['quiet_ms']:.1f} | {c['busy_ms']:.1f} | {c['busy_worst_ms']:.1f} "
+        f"| {c['busy_over_quiet']:.2f} |"
+        for c in contention
+    ]
+    cold_lines += ["", *busy_lines]
     print("\n" + table + "\n\n" + "\n".join(cold_lines))
     print(f"\nthreads={args.threads} torch={torch.__version__} repeats={repeats}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"env": env, "rows": [asdict(r) for r in rows], "cold": cold}, indent=1))
+    args.json.write_text(
+        json.dumps(
+            {"env": env, "rows": [asdict(r) for r in rows], "cold": cold, "contention": contention}, indent=1
+        )
+    )
     args.markdown.write_text(
         f"{table}\n\n" + "\n".join(cold_lines) + f"\n\nthreads={args.threads}, torch {torch.__version__}\n"
     )

@@ -51,6 +51,26 @@ save_file(out, dst)
 
 BASELINE_SCRIPT = "import torch, safetensors.torch, mono_quant.core"
 
+# The physical floor of a quantize run: start an interpreter with torch, read the
+# input once, write as many bytes as the output holds, fsync. No compute at all.
+FLOOR_SCRIPT = r"""
+import os, sys
+import torch
+src, dst, nbytes = sys.argv[1], sys.argv[2], int(sys.argv[3])
+buf = bytearray(64 << 20)
+view = memoryview(buf)
+with open(src, "rb", buffering=0) as f:
+    while f.readinto(view):
+        pass
+with open(dst, "wb", buffering=0) as f:
+    left = nbytes
+    while left:
+        left -= f.write(view[: min(left, len(view))])
+    os.fsync(f.fileno())
+"""
+
+BUSY_LOOP = "while True: pass"
+
 
 def run(cmd: list[str]) -> dict[str, float]:
     """Run ``cmd``; return wall seconds and the child's peak RSS in MiB."""
@@ -161,27 +181,34 @@ def minilm_path() -> Path:
 
 
 def bench_one(
-    label: str, src: Path, work: Path, largest: int, baseline: dict[str, float], repeats: int
+    label: str,
+    src: Path,
+    work: Path,
+    largest: int,
+    baseline: dict[str, float],
+    repeats: int,
+    *,
+    busy: bool = False,
 ) -> list[dict[str, Any]]:
-    """Run both implementations ``repeats`` times, interleaved; median wall time, largest peak RSS."""
+    """Run the implementations ``repeats`` times, interleaved; median wall time, largest peak RSS.
+
+    With ``busy``, every implementation except the torchao script also runs beside
+    one busy-loop process per core (every core busy), after the quiet runs.
+    """
     size = src.stat().st_size
     cli = shutil.which("mono-quant") or ""
+    mono = "mono-quant quantize (asymmetric int8 per-channel)"
+    out_mq = work / f"{label}.mq.safetensors"
+    mono_cmd = [cli, "quantize", str(src), "-o", str(out_mq), "--scheme", "asymmetric", "--dtype", "int8"]
+    mono_cmd += ["--granularity", "per-channel", "--quiet", "--force"]
+    # The floor writes as many bytes as mono-quant's output holds: measure it once.
+    run(mono_cmd)
+    out_bytes = out_mq.stat().st_size
+    out_mq.unlink()
+    floor = "floor script (import torch, read input, write output bytes, fsync)"
     impls = {
-        "mono-quant quantize (asymmetric int8 per-channel)": [
-            cli,
-            "quantize",
-            str(src),
-            "-o",
-            str(work / f"{label}.mq.safetensors"),
-            "--scheme",
-            "asymmetric",
-            "--dtype",
-            "int8",
-            "--granularity",
-            "per-channel",
-            "--quiet",
-            "--force",
-        ],
+        mono: mono_cmd,
+        floor: [sys.executable, "-c", FLOOR_SCRIPT, str(src), str(work / f"{label}.floor"), str(out_bytes)],
         "torchao script (load, choose+quantize_affine, save)": [
             sys.executable,
             "-c",
@@ -190,31 +217,52 @@ def bench_one(
             str(work / f"{label}.torchao.safetensors"),
         ],
     }
-    results: dict[str, list[dict[str, float]]] = {impl: [] for impl in impls}
-    for _ in range(repeats):
-        for impl, cmd in impls.items():
-            results[impl].append(run(cmd))
-            for f in work.glob(f"{label}.*"):
-                f.unlink()
-            os.sync()  # write the output back now, not during the next run
+    conditions = [("quiet", list(impls))]
+    if busy:
+        conditions.append(("every core busy", [mono, floor]))
     rows = []
-    for impl, runs in results.items():
-        wall = statistics.median(r["wall_s"] for r in runs)
-        rss = max(r["peak_rss_mib"] for r in runs)
-        rows.append(
-            {
-                "checkpoint": label,
-                "impl": impl,
-                "input_bytes": size,
-                "largest_tensor_bytes": largest,
-                "runs": len(runs),
-                "wall_s": wall,
-                "wall_s_all": [r["wall_s"] for r in runs],
-                "gbps": size / wall / 1e9,
-                "peak_rss_mib": rss,
-                "rss_over_baseline_in_largest_tensors": (rss - baseline["peak_rss_mib"]) * 2**20 / largest,
-            }
-        )
+    for condition, names in conditions:
+        hogs = []
+        if condition != "quiet":
+            hogs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(os.cpu_count() or 1)]
+        try:
+            results: dict[str, list[dict[str, float]]] = {impl: [] for impl in names}
+            for _ in range(repeats):
+                for impl in names:
+                    results[impl].append(run(impls[impl]))
+                    for f in work.glob(f"{label}.*"):
+                        f.unlink()
+                    os.sync()  # write the output back now, not during the next run
+        finally:
+            for h in hogs:
+                h.kill()
+                h.wait()
+        floor_wall = statistics.median(r["wall_s"] for r in results[floor])
+        for impl, runs in results.items():
+            wall = statistics.median(r["wall_s"] for r in runs)
+            rss = max(r["peak_rss_mib"] for r in runs)
+            rows.append(
+                {
+                    "checkpoint": label,
+                    "condition": condition,
+                    "impl": impl,
+                    "input_bytes": size,
+                    "output_bytes": out_bytes,
+                    "largest_tensor_bytes": largest,
+                    "runs": len(runs),
+                    "wall_s": wall,
+                    "wall_s_all": [r["wall_s"] for r in runs],
+                    "gbps": size / wall / 1e9,
+                    "vs_floor": wall / floor_wall,
+                    "peak_rss_mib": rss,
+                    "rss_over_baseline_in_largest_tensors": (rss - baseline["peak_rss_mib"])
+                    * 2**20
+                    / largest,
+                }
+            )
+    quiet = {r["impl"]: r["wall_s"] for r in rows if r["condition"] == "quiet"}
+    for r in rows:
+        r["vs_quiet"] = r["wall_s"] / quiet[r["impl"]]
     return rows
 
 
@@ -243,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_one("all-MiniLM-L6-v2", mini, work, largest_tensor_bytes(mini), baseline, args.repeats)
         synth, largest = make_synthetic_in_child(work, args.synthetic_gb)
         label = f"synthetic {synth.stat().st_size / 1e9:.1f} GB"
-        rows += bench_one(label, synth, work, largest, baseline, args.repeats)
+        rows += bench_one(label, synth, work, largest, baseline, args.repeats, busy=True)
         synth.unlink()
         cmd = [
             sys.executable,
@@ -256,14 +304,15 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(cmd, check=True)
         job_rows = bench_jobs(work / "sharded-4", work, args.repeats)
     lines = [
-        "| checkpoint | implementation | wall s (median) | GB/s | peak RSS MiB "
-        "| (RSS − baseline) / largest tensor |",
-        "|---|---|---:|---:|---:|---:|",
+        "| checkpoint | machine | implementation | wall s (median) | × floor script | × its quiet time "
+        "| GB/s | peak RSS MiB | (RSS − baseline) / largest tensor |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['checkpoint']} | {r['impl']} | {r['wall_s']:.2f} | {r['gbps']:.2f} | "
-            f"{r['peak_rss_mib']:.0f} | {r['rss_over_baseline_in_largest_tensors']:.2f} |"
+            f"| {r['checkpoint']} | {r['condition']} | {r['impl']} | {r['wall_s']:.2f} | "
+            f"{r['vs_floor']:.2f} | {r['vs_quiet']:.2f} | {r['gbps']:.2f} | {r['peak_rss_mib']:.0f} | "
+            f"{r['rss_over_baseline_in_largest_tensors']:.2f} |"
         )
     lines.append(
         f"\ninterpreter baseline (import torch, safetensors, mono_quant.core): "

@@ -100,16 +100,38 @@ def test_weights_are_mono_quants_codes_and_qparams_bit_for_bit_in_the_layout_the
         node = _dq_of(graph, w.dequantized)
         stored, scale, zero_point = (inits[name] for name in node.input)
         assert w.transposed is transposed and _axis(node) == (1 if transposed else 0)
-        assert _same_bits(stored, codes.t() if transposed else codes)
+        # int8 codes are stored as uint8 code + 128 with zero-point + 128: the same floats
+        laid_out = (codes.t() if transposed else codes).numpy()
+        assert stored.dtype == np.uint8 and np.array_equal(stored.astype(np.int16) - 128, laid_out)
         assert _same_bits(scale, qp.scale)
-        assert zero_point.dtype == np.int8 and np.array_equal(
-            zero_point.astype(np.int32), qp.zero_point.numpy()
+        assert zero_point.dtype == np.uint8 and np.array_equal(
+            zero_point.astype(np.int32) - 128, qp.zero_point.numpy()
         )
         floats = [v for v in inits.values() if v.dtype == np.float32 and v.size == weight.numel()]
         assert not any(np.array_equal(v.reshape(-1), weight.detach().numpy().reshape(-1)) for v in floats)
         assert not any(np.array_equal(v.reshape(-1), weight.detach().numpy().T.reshape(-1)) for v in floats)
     assert report.runtime is not None and "bit for bit" in report.runtime
     assert report.file_bytes == out.stat().st_size
+
+
+def test_int8_weights_can_be_stored_signed_and_decode_to_the_same_floats(tmp_path):
+    model = _mlp()
+    x = torch.randn(5, 16)
+    shifted = export_onnx(model, x, tmp_path / "u8.onnx")
+    signed = export_onnx(model, x, tmp_path / "s8.onnx", store_int8_as="int8")
+    graph, inits = _graph(tmp_path / "s8.onnx"), _initializers(_graph(tmp_path / "s8.onnx"))
+    for w in signed.weights:
+        stored, _, zero_point = (inits[name] for name in _dq_of(graph, w.dequantized).input)
+        assert _same_bits(stored, w.tensor.codes.t() if w.transposed else w.tensor.codes)
+        assert zero_point.dtype == np.int8 and not zero_point.any()
+    assert "stored as uint8 code + 128" in shifted.render() and "stored as" not in signed.render()
+    # onnxruntime's reference kernels decode both files to the same floats: the same outputs
+    a = _session(tmp_path / "u8.onnx", "ORT_DISABLE_ALL").run(None, {"input": x.numpy()})[0]
+    b = _session(tmp_path / "s8.onnx", "ORT_DISABLE_ALL").run(None, {"input": x.numpy()})[0]
+    assert np.array_equal(a, b)
+    with pytest.raises(UsageError, match="store_int8_as must be 'uint8' or 'int8'; got 'u8'"):
+        export_onnx(model, x, tmp_path / "bad.onnx", store_int8_as="u8")
+    assert not (tmp_path / "bad.onnx").exists()
 
 
 def test_asymmetric_uint8_per_tensor_weights_keep_their_zero_points(tmp_path):
@@ -373,8 +395,9 @@ def test_minilm_weight_and_input_qdq_parameters_equal_mono_quants_bit_for_bit(mi
         stored, scale, zero_point = (inits[name] for name in node.input)
         # the encoder's Linear layers read 3-D inputs (MatMul, (in, out)); the pooler a 2-D one (Gemm)
         assert w.transposed is (w.module != "pooler.dense") and _axis(node) == (1 if w.transposed else 0)
-        assert _same_bits(stored, codes.t() if w.transposed else codes)
-        assert _same_bits(scale, qp.scale) and not zero_point.any() and zero_point.dtype == np.int8
+        laid_out = (codes.t() if w.transposed else codes).numpy()
+        assert stored.dtype == np.uint8 and np.array_equal(stored.astype(np.int16) - 128, laid_out)
+        assert _same_bits(scale, qp.scale) and (zero_point == 128).all() and zero_point.dtype == np.uint8
     quantizers = [n for n in graph.node if n.op_type == "QuantizeLinear"]
     assert len(quantizers) == 37
     for q in quantizers:

@@ -49,6 +49,7 @@ from mono_quant.core._observer import (
 )
 from mono_quant.core._ops import dequantize, quantization_error, quantize, quantize_with_error
 from mono_quant.core._packing import pack, packed_shape, unpack
+from mono_quant.core._parallel import block_threads
 from mono_quant.core._profile import (
     COMPRESSED_TENSORS_PROFILE,
     DEFAULT_PROFILE,
@@ -122,6 +123,7 @@ __all__ = [
     "UnsupportedOptionError",
     "__version__",
     "asymmetric_qparams",
+    "block_threads",
     "check_finite",
     "check_input",
     "decode_float_codes",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -31,6 +32,7 @@ from mono_quant.core._granules import GranuleLayout
 from mono_quant.core._kernels import BLOCK_ELEMENTS, all_finite
 from mono_quant.core._packing import pack as pack_codes
 from mono_quant.core._packing import unpack as unpack_codes
+from mono_quant.core._parallel import run_blocks
 from mono_quant.core._profile import Profile
 from mono_quant.core._qparams import QParams
 
@@ -269,26 +271,34 @@ def quantize_float_codes(
     n_rows, length = rows.shape
     step = max(1, BLOCK_ELEMENTS // max(1, length))
     out = torch.empty(rows.shape, dtype=dtype.torch_dtype, device=x.device)
-    buf = torch.empty((min(step, n_rows), length), dtype=compute, device=x.device)
     sub_byte = dtype.code_dtype == "uint8"
     clamp = sub_byte or not _cast_saturates(dtype.torch_dtype)
-    for start in range(0, n_rows, step):
-        stop = min(start + step, n_rows)
-        b = buf[: stop - start]
-        op = torch.div if divide else torch.mul
-        if rows.dtype == compute:
-            op(rows[start:stop], factor[start:stop], out=b)  # one pass, in cache from here on
-        else:
-            b.copy_(rows[start:stop])  # exact: a narrower float widens, float64 rounds as the formula says
-            op(b, factor[start:stop], out=b)
-        if clamp:
-            b.clamp_(-limit, limit)
-        if ct:
-            b.add_(0.0)  # compressed-tensors adds its zero-point, 0.0: an exact -0.0 becomes +0.0
-        if sub_byte:
-            out[start:stop] = encode_float_codes(b, dtype)
-        else:
-            out[start:stop].copy_(b if compute == torch.float32 else b.to(torch.float32))
+    op = torch.div if divide else torch.mul
+
+    def worker() -> Callable[[int], None]:
+        buf = torch.empty((min(step, n_rows), length), dtype=compute, device=x.device)
+
+        def work(i: int) -> None:
+            start, stop = i * step, min((i + 1) * step, n_rows)
+            b = buf[: stop - start]
+            if rows.dtype == compute:
+                op(rows[start:stop], factor[start:stop], out=b)  # one pass, in cache from here on
+            else:
+                # exact: a narrower float widens, float64 rounds as the formula says
+                b.copy_(rows[start:stop])
+                op(b, factor[start:stop], out=b)
+            if clamp:
+                b.clamp_(-limit, limit)
+            if ct:
+                b.add_(0.0)  # compressed-tensors adds its zero-point, 0.0: an exact -0.0 becomes +0.0
+            if sub_byte:
+                out[start:stop] = encode_float_codes(b, dtype)
+            else:
+                out[start:stop].copy_(b if compute == torch.float32 else b.to(torch.float32))
+
+        return work
+
+    run_blocks(-(-n_rows // step), worker)
     codes = layout.from_rows(out)
     return pack_codes(codes, dtype) if pack else codes
 

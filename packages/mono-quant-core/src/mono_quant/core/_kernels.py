@@ -11,8 +11,11 @@ bit-identical.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
+
+from mono_quant.core._parallel import current_block_threads, run_blocks
 
 __all__ = [
     "BLOCK_ELEMENTS",
@@ -34,6 +37,37 @@ def _block_rows(row_length: int) -> int:
     return max(1, BLOCK_ELEMENTS // max(1, row_length))
 
 
+#: Row length a single long row (per-tensor qparams) is cut into: see _one_row_as_many.
+_SPLIT_ROW = 4096
+
+
+def _one_row_as_many(
+    rows: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, other: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One long row (per-tensor qparams) as ``(n, 4096)`` rows sharing its scale and zero-point.
+
+    Otherwise a single row is a single block: one thread, and a buffer as large as
+    the tensor. Elementwise results are the same; ``other`` (the codes or the
+    output, possibly half as long when packed) is viewed alike.
+    """
+    n_rows, length = rows.shape
+    if (
+        n_rows != 1
+        or length < 2 * BLOCK_ELEMENTS
+        or length % _SPLIT_ROW
+        or not rows.is_contiguous()
+        or not other.is_contiguous()
+    ):
+        return rows, scale, zero_point, other
+    n = length // _SPLIT_ROW
+    return (
+        rows.view(n, _SPLIT_ROW),
+        scale.reshape(1, 1).expand(n, 1),
+        zero_point.reshape(1, 1).expand(n, 1),
+        other.view(n, -1),
+    )
+
+
 def all_finite(x: torch.Tensor) -> bool:
     """Whether every element of floating ``x`` is finite, usually in one cheap pass.
 
@@ -42,6 +76,18 @@ def all_finite(x: torch.Tensor) -> bool:
     decides only when the sum is not finite, which finite values can also cause
     by overflowing.
     """
+    if current_block_threads() > 1 and x.numel() > 2 * BLOCK_ELEMENTS:
+        flat = x.reshape(-1)
+        step = BLOCK_ELEMENTS
+
+        def worker() -> Callable[[int], bool]:
+            def work(i: int) -> bool:
+                block = flat[i * step : (i + 1) * step]
+                return math.isfinite(float(block.sum())) or bool(torch.isfinite(block).all())
+
+            return work
+
+        return all(run_blocks(-(-flat.numel() // step), worker))
     if math.isfinite(float(x.sum())):
         return True
     return bool(torch.isfinite(x).all())
@@ -55,19 +101,28 @@ def minmax_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     block by block first (exact, and order-preserving, so the min and max are
     the same values): CPU reductions over bfloat16/float16 are slow kernels.
     """
-    if rows.dtype not in (torch.bfloat16, torch.float16):
-        return torch.amin(rows, dim=1), torch.amax(rows, dim=1)
+    half = rows.dtype in (torch.bfloat16, torch.float16)
     n_rows, length = rows.shape
+    if not half and (current_block_threads() <= 1 or n_rows == 1):
+        return torch.amin(rows, dim=1), torch.amax(rows, dim=1)
     step = _block_rows(length)
-    buf = torch.empty((min(step, n_rows), length), dtype=torch.float32, device=rows.device)
-    lo = torch.empty(n_rows, dtype=torch.float32, device=rows.device)
-    hi = torch.empty(n_rows, dtype=torch.float32, device=rows.device)
-    for start in range(0, n_rows, step):
-        stop = min(start + step, n_rows)
-        b = buf[: stop - start]
-        b.copy_(rows[start:stop])
-        torch.amin(b, dim=1, out=lo[start:stop])
-        torch.amax(b, dim=1, out=hi[start:stop])
+    wide = torch.float32 if half else rows.dtype
+    lo = torch.empty(n_rows, dtype=wide, device=rows.device)
+    hi = torch.empty(n_rows, dtype=wide, device=rows.device)
+
+    def worker() -> Callable[[int], None]:
+        size = (min(step, n_rows), length)
+        buf = torch.empty(size, dtype=torch.float32, device=rows.device) if half else None
+
+        def work(i: int) -> None:
+            start, stop = i * step, min((i + 1) * step, n_rows)
+            b = rows[start:stop] if buf is None else buf[: stop - start].copy_(rows[start:stop])
+            torch.amin(b, dim=1, out=lo[start:stop])
+            torch.amax(b, dim=1, out=hi[start:stop])
+
+        return work
+
+    run_blocks(-(-n_rows // step), worker)
     return lo.to(rows.dtype), hi.to(rows.dtype)
 
 
@@ -96,61 +151,75 @@ def quantize_rows(
     casting path. Converting first is exact (integers and narrower floats widen
     exactly; float64 rounds to float32 as the formula says).
     """
+    rows, scale, zero_point, out = _one_row_as_many(rows, scale, zero_point, out)
     n_rows, length = rows.shape
     step = _block_rows(length)
     size = (min(step, n_rows), length)
-    buf = torch.empty(size, dtype=compute, device=rows.device)
     inv = 1.0 / scale.to(compute)
     lo, hi = bounds
+    packing = pack_offset is not None
     if pack_offset is not None:
         # Store code + offset (0..15): fold the offset into the zero-point and bounds.
         zero_point = zero_point + pack_offset
         lo, hi = lo + pack_offset, hi + pack_offset
-        nibbles = torch.empty(size, dtype=torch.uint8, device=rows.device)
-        pairs = torch.empty((size[0], length // 2), dtype=torch.int16, device=rows.device)
     zp = zero_point.to(compute)
     add_zero_point = bool(zp.any())  # symmetric signed: all zero, skip the add
     same = rows.dtype == compute
     measure = energies is not None
     if measure:
-        assert compute == torch.float32 and pack_offset is None
+        assert compute == torch.float32 and not packing
         same = same and rows.is_contiguous()  # the block is read again as one flat vector
-        wide = torch.empty(size, dtype=compute, device=rows.device)
-        signal = noise = 0.0
-    for start in range(0, n_rows, step):
-        stop = min(start + step, n_rows)
-        b = buf[: stop - start]
-        if same:
-            a = rows[start:stop]
-            torch.mul(a, inv[start:stop], out=b)
-        elif measure:
-            a = wide[: stop - start]
-            a.copy_(rows[start:stop])
-            torch.mul(a, inv[start:stop], out=b)
-        else:
-            b.copy_(rows[start:stop])
-            b.mul_(inv[start:stop])
-        torch.round(b, out=b)
-        if check_finite and not all_finite(b):
-            return False
-        if add_zero_point:
-            b.add_(zp[start:stop])
-        b.clamp_(lo, hi)
-        if pack_offset is None:
-            out[start:stop].copy_(b)
-        else:
-            n = nibbles[: stop - start]
-            n.copy_(b)
-            pack_nibbles(n, pairs[: stop - start], out[start:stop])
-        if measure:  # b holds the codes: dequantize in place, as dequantize_rows does
+
+    def worker() -> Callable[[int], tuple[bool, float, float]]:
+        device = rows.device
+        buf = torch.empty(size, dtype=compute, device=device)
+        wide = torch.empty(size, dtype=compute, device=device) if measure and not same else None
+        nibbles = torch.empty(size, dtype=torch.uint8, device=device) if packing else None
+        pairs = torch.empty((size[0], length // 2), dtype=torch.int16, device=device) if packing else None
+
+        def work(i: int) -> tuple[bool, float, float]:
+            start, stop = i * step, min((i + 1) * step, n_rows)
+            b = buf[: stop - start]
+            if same:
+                a = rows[start:stop]
+                torch.mul(a, inv[start:stop], out=b)
+            elif wide is not None:
+                a = wide[: stop - start]
+                a.copy_(rows[start:stop])
+                torch.mul(a, inv[start:stop], out=b)
+            else:
+                b.copy_(rows[start:stop])
+                b.mul_(inv[start:stop])
+            torch.round(b, out=b)
+            if check_finite and not all_finite(b):
+                return False, 0.0, 0.0
+            if add_zero_point:
+                b.add_(zp[start:stop])
+            b.clamp_(lo, hi)
+            if nibbles is None or pairs is None:
+                out[start:stop].copy_(b)
+            else:
+                n = nibbles[: stop - start]
+                n.copy_(b)
+                pack_nibbles(n, pairs[: stop - start], out[start:stop])
+            if not measure:
+                return True, 0.0, 0.0
+            # b holds the codes: dequantize in place, as dequantize_rows does
             if add_zero_point:
                 b.sub_(zp[start:stop])
             b.mul_(scale[start:stop])
-            block_signal, block_noise = block_energies(a, b)
+            return (True, *block_energies(a, b))
+
+        return work
+
+    results = run_blocks(-(-n_rows // step), worker)
+    if not all(ok for ok, _, _ in results):
+        return False
+    if energies is not None:
+        signal = noise = 0.0
+        for _, block_signal, block_noise in results:  # block order: the same sums for any thread count
             signal += block_signal
             noise += block_noise
-    if measure:
-        assert energies is not None
         energies[:] = [signal, noise]
     return True
 
@@ -200,23 +269,34 @@ def dequantize_rows(
     ``pack_offset``, ``rows`` is contiguous uint8 holding two codes per byte
     (:func:`pack_nibbles`, each stored ``+pack_offset``), unpacked block by block.
     """
+    rows, scale, zero_point, out = _one_row_as_many(rows, scale, zero_point, out)
     n_rows, length = out.shape
     step = _block_rows(length)
     if pack_offset is not None:
         zero_point = zero_point + pack_offset
-        nibbles = torch.empty((min(step, n_rows), length), dtype=torch.uint8, device=out.device)
-        scratch = torch.empty((min(step, n_rows), length // 2), dtype=torch.int16, device=out.device)
     zp = zero_point.to(torch.float32)
-    for start in range(0, n_rows, step):
-        stop = min(start + step, n_rows)
-        o = out[start:stop]
-        src = rows[start:stop]
-        if pack_offset is not None:
-            src = nibbles[: stop - start]
-            unpack_nibbles(rows[start:stop], scratch[: stop - start], src)
-        o.copy_(src)
-        o.sub_(zp[start:stop])
-        o.mul_(scale[start:stop])
+
+    def worker() -> Callable[[int], None]:
+        size = (min(step, n_rows), length)
+        packed = pack_offset is not None
+        nibbles = torch.empty(size, dtype=torch.uint8, device=out.device) if packed else None
+        half_size = (size[0], length // 2)
+        scratch = torch.empty(half_size, dtype=torch.int16, device=out.device) if packed else None
+
+        def work(i: int) -> None:
+            start, stop = i * step, min((i + 1) * step, n_rows)
+            o = out[start:stop]
+            src = rows[start:stop]
+            if nibbles is not None and scratch is not None:
+                src = nibbles[: stop - start]
+                unpack_nibbles(rows[start:stop], scratch[: stop - start], src)
+            o.copy_(src)
+            o.sub_(zp[start:stop])
+            o.mul_(scale[start:stop])
+
+        return work
+
+    run_blocks(-(-n_rows // step), worker)
 
 
 def error_energies_rows(
@@ -231,23 +311,31 @@ def error_energies_rows(
     float32, block by block: no full-size temporary. Each block's sums are float32
     dot products, accumulated across blocks in float64.
     """
+    rows, scale, zero_point, codes = _one_row_as_many(rows, scale, zero_point, codes)
     n_rows, length = rows.shape
     step = _block_rows(length)
     size = (min(step, n_rows), length)
-    hat = torch.empty(size, dtype=torch.float32, device=rows.device)
     direct = rows.dtype == torch.float32 and rows.is_contiguous()
-    wide = None if direct else torch.empty(size, dtype=torch.float32, device=rows.device)
     zp = zero_point.to(torch.float32)
+
+    def worker() -> Callable[[int], tuple[float, float]]:
+        hat = torch.empty(size, dtype=torch.float32, device=rows.device)
+        wide = None if direct else torch.empty(size, dtype=torch.float32, device=rows.device)
+
+        def work(i: int) -> tuple[float, float]:
+            start, stop = i * step, min((i + 1) * step, n_rows)
+            h = hat[: stop - start]
+            h.copy_(codes[start:stop])
+            h.sub_(zp[start:stop])
+            h.mul_(scale[start:stop])
+            a = rows[start:stop] if wide is None else wide[: stop - start].copy_(rows[start:stop])
+            return block_energies(a, h)
+
+        return work
+
     signal = 0.0
     noise = 0.0
-    for start in range(0, n_rows, step):
-        stop = min(start + step, n_rows)
-        h = hat[: stop - start]
-        h.copy_(codes[start:stop])
-        h.sub_(zp[start:stop])
-        h.mul_(scale[start:stop])
-        a = rows[start:stop] if wide is None else wide[: stop - start].copy_(rows[start:stop])
-        block_signal, block_noise = block_energies(a, h)
+    for block_signal, block_noise in run_blocks(-(-n_rows // step), worker):
         signal += block_signal
         noise += block_noise
     return signal, noise

@@ -40,6 +40,7 @@ from mono_quant.cli._verify import transformers_asymmetric_regression
 from mono_quant.core import (
     COMPRESSED_TENSORS_PROFILE,
     Granularity,
+    block_threads,
 )
 
 __all__ = [
@@ -92,6 +93,7 @@ def quantize_checkpoint(
     num_shards: int | None = None,
     shard_index: int | None = None,
     jobs: int = 1,
+    threads: int | None = None,
     activations: str | Path | None = None,
     progress: bool = False,
 ) -> Report:
@@ -105,7 +107,10 @@ def quantize_checkpoint(
     written to a temporary entry beside it and published only when the run
     succeeds; an existing one is replaced only with ``force``, and only if it is
     a file or a folder mono-quant wrote (``docs/cli.md`` has the exact rules).
-    Returns the :class:`Report`.
+    ``threads`` (default ``torch.get_num_threads()``) threads work through each
+    tensor's blocks, each torch op on one thread (:func:`~mono_quant.core.block_threads`),
+    so a core taken by another process costs its share and no more; ``jobs``
+    processes share them. Returns the :class:`Report`.
 
     >>> import tempfile, torch
     >>> from pathlib import Path
@@ -116,149 +121,152 @@ def quantize_checkpoint(
     >>> r.count("quantized"), r.count("copied")
     (1, 1)
     """
-    start = time.perf_counter()
-    if format not in FORMATS:
-        raise UsageError(f"unknown format {format!r}; expected one of: {', '.join(FORMATS)}.")
-    if jobs != 1:
-        options = {
-            "scheme": scheme, "dtype": dtype, "granularity": granularity, "axis": axis,
-            "group_size": group_size, "profile": profile, "include": tuple(include),
-            "exclude": tuple(exclude), "format": format, "nonfinite": nonfinite,
-            "nondivisible": nondivisible, "sqnr_threshold": sqnr_threshold, "config": config,
-            "activations": activations,
-        }  # fmt: skip
-        return _quantize_in_jobs(input, output, options, jobs, force=force, report=report)
-    plan = make_plan(
-        scheme=scheme,
-        dtype=dtype,
-        granularity=granularity,
-        axis=axis,
-        group_size=group_size,
-        profile=profile,
-        include=include,
-        exclude=exclude,
-        nonfinite=nonfinite,
-        nondivisible=nondivisible,
-        sqnr_threshold=sqnr_threshold,
-        preferred_profile=COMPRESSED_TENSORS_PROFILE.name if format == ct.FORMAT else None,
-    )
-    source = open_source(input)
-    format_notes = profile_notes(plan, source) if format == ct.FORMAT else []
-    model = model_of(source, Path(input), format, config)
-    if model is not None:
-        plan, model_notes = model_selection(plan, source, model.layout)
-    else:
-        model_notes = []
-    out = Path(output)
-    folder = source.kind == "folder" or format == ct.FORMAT
-    if folder and out.name.endswith(".safetensors"):
-        why = "the input is a folder" if source.kind == "folder" else f"the {format} format is a folder"
-        raise UsageError(
-            f"the output {out} would be a folder ({why}) named like a file; choose a folder name "
-            f"without .safetensors."
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise UsageError(f"threads must be a whole number of at least 1; got {threads!r}.")
+    threads = threads or torch.get_num_threads()
+    with block_threads(threads):
+        start = time.perf_counter()
+        if format not in FORMATS:
+            raise UsageError(f"unknown format {format!r}; expected one of: {', '.join(FORMATS)}.")
+        if jobs != 1:
+            options = {
+                "scheme": scheme, "dtype": dtype, "granularity": granularity, "axis": axis,
+                "group_size": group_size, "profile": profile, "include": tuple(include),
+                "exclude": tuple(exclude), "format": format, "nonfinite": nonfinite,
+                "nondivisible": nondivisible, "sqnr_threshold": sqnr_threshold, "config": config,
+                "activations": activations, "threads": max(1, threads // jobs),
+            }  # fmt: skip
+            return _quantize_in_jobs(input, output, options, jobs, force=force, report=report)
+        plan = make_plan(
+            scheme=scheme,
+            dtype=dtype,
+            granularity=granularity,
+            axis=axis,
+            group_size=group_size,
+            profile=profile,
+            include=include,
+            exclude=exclude,
+            nonfinite=nonfinite,
+            nondivisible=nondivisible,
+            sqnr_threshold=sqnr_threshold,
+            preferred_profile=COMPRESSED_TENSORS_PROFILE.name if format == ct.FORMAT else None,
         )
-    notes = [*format_notes, *model_notes, *preflight(source, plan, format, model)]
-    act = activations_of(activations, source, plan, format)
-    if (
-        format == ct.FORMAT
-        and not plan.scheme.capabilities.symmetric
-        and transformers_asymmetric_regression()
-    ):
-        import transformers
-
-        notes.append(
-            f"transformers {transformers.__version__} (installed) cannot load asymmetric compressed-tensors "
-            f"checkpoints on its default path (weight_zero_point size mismatch, a regression after 5.17, "
-            f"llm-compressor's own output included): load with CompressedTensorsConfig(dequantize=True), "
-            f"or quantize with a symmetric scheme"
-        )
-    split = num_shards is not None or shard_index is not None
-    if split:
-        if report is not None:
+        source = open_source(input)
+        format_notes = profile_notes(plan, source) if format == ct.FORMAT else []
+        model = model_of(source, Path(input), format, config)
+        if model is not None:
+            plan, model_notes = model_selection(plan, source, model.layout)
+        else:
+            model_notes = []
+        out = Path(output)
+        folder = source.kind == "folder" or format == ct.FORMAT
+        if folder and out.name.endswith(".safetensors"):
+            why = "the input is a folder" if source.kind == "folder" else f"the {format} format is a folder"
             raise UsageError(
-                f"a split run's report is written when its parts are merged: pass {option('report', None)} "
-                f"to merge-index, not to each job."
+                f"the output {out} would be a folder ({why}) named like a file; choose a folder name "
+                f"without .safetensors."
             )
-        names = check_split(source, shard_index, num_shards)
-        assert shard_index is not None and num_shards is not None
-        run_info = {
-            "input": str(Path(input).resolve()),
-            "format": format,
-            "plan": plan.describe(),
-            "selection": plan.selection.describe(),
-            "producer": producer(plan),
-            "model_config": None if model is None else str(model.path.resolve()),
-        }
-        source = dataclasses.replace(source, shards=[s for s in source.shards if s.name in names])
-        target = part_folder(out, shard_index, num_shards)
-        if out.resolve().parent.is_dir():
-            target.parent.mkdir(exist_ok=True)
-        targets = [Target(target, True, force, "part")]
-    else:
-        targets = [Target(out, folder, force, "output")]
-        if report is not None:
-            targets.append(Target(Path(report), False, force, "report"))
-    bar = Progress(len(source.infos), sum(i.nbytes for i in source.infos), enabled=progress)
-    with atomic_outputs(targets, protect=source.input_paths) as tmps:
-        sink = FileSink(
-            tmps[0],
-            fmt=format,
-            producer=producer(plan),
-            source=source,
-            folder=folder,
-            symmetric=plan.scheme.capabilities.symmetric,
-            model=model,
-            activations=act,
-        )
-        try:
-            tensors = run(source, plan, sink, progress=bar)
-            if not split:
-                sink.finish()
-        except BaseException:
-            sink.abort()
-            raise
-        finally:
-            bar.close()
-        wall = time.perf_counter() - start
+        notes = [*format_notes, *model_notes, *preflight(source, plan, format, model)]
+        act = activations_of(activations, source, plan, format)
+        if (
+            format == ct.FORMAT
+            and not plan.scheme.capabilities.symmetric
+            and transformers_asymmetric_regression()
+        ):
+            import transformers
+
+            notes.append(
+                f"transformers {transformers.__version__} (installed) cannot load asymmetric "
+                f"compressed-tensors checkpoints on its default path (weight_zero_point size mismatch, "
+                f"a regression after 5.17, llm-compressor's own output included): load with "
+                f"CompressedTensorsConfig(dequantize=True), or quantize with a symmetric scheme"
+            )
+        split = num_shards is not None or shard_index is not None
         if split:
+            if report is not None:
+                raise UsageError(
+                    f"a split run's report is written when its parts are merged: pass "
+                    f"{option('report', None)} to merge-index, not to each job."
+                )
+            names = check_split(source, shard_index, num_shards)
             assert shard_index is not None and num_shards is not None
-            write_part(
+            run_info = {
+                "input": str(Path(input).resolve()),
+                "format": format,
+                "plan": plan.describe(),
+                "selection": plan.selection.describe(),
+                "producer": producer(plan),
+                "model_config": None if model is None else str(model.path.resolve()),
+            }
+            source = dataclasses.replace(source, shards=[s for s in source.shards if s.name in names])
+            target = part_folder(out, shard_index, num_shards)
+            if out.resolve().parent.is_dir():
+                target.parent.mkdir(exist_ok=True)
+            targets = [Target(target, True, force, "part")]
+        else:
+            targets = [Target(out, folder, force, "output")]
+            if report is not None:
+                targets.append(Target(Path(report), False, force, "report"))
+        bar = Progress(len(source.infos), sum(i.nbytes for i in source.infos), enabled=progress)
+        with atomic_outputs(targets, protect=source.input_paths) as tmps:
+            sink = FileSink(
                 tmps[0],
-                part_data(
-                    index=shard_index,
-                    count=num_shards,
-                    run=run_info,
-                    weight_map=sink.weight_map,
-                    data_bytes=sink.data_bytes,
-                    file_bytes=sink.file_bytes,
-                    entries=sink.config.entries,
-                    tensors=tensors,
-                    notes=notes,
-                    wall_time_s=wall,
-                ),
+                fmt=format,
+                producer=producer(plan),
+                source=source,
+                folder=folder,
+                symmetric=plan.scheme.capabilities.symmetric,
+                model=model,
+                activations=act,
             )
-            notes = [*notes, f"part {shard_index} of {num_shards}: input files {', '.join(names)}"]
-        result = Report(
-            tensors,
-            plan=plan.describe(),
-            input=str(input),
-            output=str(targets[0].path),
-            format=format,
-            wall_time_s=wall,
-            input_file_bytes=source.file_bytes,
-            output_file_bytes=sink.file_bytes,
-            notes=notes,
-        )
-        if report is not None:
-            result.write_json(tmps[1])
-    return result
+            try:
+                tensors = run(source, plan, sink, progress=bar)
+                if not split:
+                    sink.finish()
+            except BaseException:
+                sink.abort()
+                raise
+            finally:
+                bar.close()
+            wall = time.perf_counter() - start
+            if split:
+                assert shard_index is not None and num_shards is not None
+                write_part(
+                    tmps[0],
+                    part_data(
+                        index=shard_index,
+                        count=num_shards,
+                        run=run_info,
+                        weight_map=sink.weight_map,
+                        data_bytes=sink.data_bytes,
+                        file_bytes=sink.file_bytes,
+                        entries=sink.config.entries,
+                        tensors=tensors,
+                        notes=notes,
+                        wall_time_s=wall,
+                    ),
+                )
+                notes = [*notes, f"part {shard_index} of {num_shards}: input files {', '.join(names)}"]
+            result = Report(
+                tensors,
+                plan=plan.describe(),
+                input=str(input),
+                output=str(targets[0].path),
+                format=format,
+                wall_time_s=wall,
+                input_file_bytes=source.file_bytes,
+                output_file_bytes=sink.file_bytes,
+                notes=notes,
+            )
+            if report is not None:
+                result.write_json(tmps[1])
+        return result
 
 
 def _quantize_part(
     input: str | Path, output: str | Path, options: dict[str, Any], index: int, count: int
 ) -> None:
-    """One job of ``--jobs``: its share of the threads, its part of the input (a process pool's task)."""
-    torch.set_num_threads(max(1, torch.get_num_threads() // count))
+    """One job of ``--jobs``: its share of the threads (in ``options``), its part of the input."""
     quantize_checkpoint(input, output, **options, num_shards=count, shard_index=index, force=True)
 
 

@@ -80,6 +80,7 @@ def export_onnx_folder(
     exclude: tuple[str, ...] = (),
     opset: int = 18,
     force: bool = False,
+    store_int8_as: str = "uint8",
 ) -> Any:
     """``mono-quant export-onnx``: a model folder as a QDQ ONNX file (:func:`~mono_quant.cli.export_onnx`).
 
@@ -99,7 +100,7 @@ def export_onnx_folder(
         names = list(model(**example).keys())
     return export_onnx(
         model, example, output, activations=inputs, scheme=scheme, dtype=dtype, exclude=exclude,
-        output_names=names, opset=opset, force=force,
+        output_names=names, opset=opset, force=force, store_int8_as=store_int8_as,
     )  # fmt: skip
 
 

@@ -161,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="split a sharded input over N local processes (whole files each), then merge",
     )
     q.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="threads that work through each tensor (default: torch's thread count, "
+        "OMP_NUM_THREADS or the cores; --jobs share them)",
+    )
+    q.add_argument(
         "--num-shards",
         type=_positive_int,
         metavar="N",
@@ -222,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--dtype", default="int8", help="weight dtype (default int8)")
     x.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="keep these weights float")
     x.add_argument("--opset", type=_positive_int, default=18)
+    x.add_argument(
+        "--store-int8-as",
+        choices=("uint8", "int8"),
+        default="uint8",
+        help="int8 weight codes in the file: uint8 code + 128 (default; the same floats, and exact in "
+        "onnxruntime's integer kernels on every x86 CPU) or int8 as computed (for TensorRT-like runtimes)",
+    )
     x.add_argument("--json", action="store_true", help="print the report as JSON")
     _writes_output(x, "replace an existing output", quiet="no report")
     x.set_defaults(func=commands.export_onnx, pipe_code=0)

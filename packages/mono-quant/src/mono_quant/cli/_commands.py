@@ -61,6 +61,7 @@ def quantize(args: argparse.Namespace, out: TextIO) -> int:
         num_shards=args.num_shards,
         shard_index=args.shard_index,
         jobs=args.jobs,
+        threads=args.threads,
         activations=args.activations,
         progress=progress_wanted(args.quiet),
     )
@@ -124,6 +125,7 @@ def export_onnx(args: argparse.Namespace, out: TextIO) -> int:
         exclude=tuple(args.exclude),
         opset=args.opset,
         force=args.force,
+        store_int8_as=args.store_int8_as,
     )
     if not args.quiet:
         out.write((json.dumps(report.to_dict(), indent=2) if args.json else report.render()) + "\n")

@@ -219,6 +219,7 @@ def export_onnx(
     opset: int = 18,
     verify: bool = True,
     force: bool = False,
+    store_int8_as: str = "uint8",
 ) -> OnnxExport:
     """Write ``model`` as a QDQ ONNX file: Linear weights as integer codes, calibrated inputs fake-quantized.
 
@@ -234,6 +235,14 @@ def export_onnx(
     where the per-channel ``axis`` is 1. Each module of ``activations``
     (``calibrate(...)``'s result, or module name -> QParams; uint8 or int8, per
     tensor) gets a ``QuantizeLinear`` -> ``DequantizeLinear`` pair on its input.
+
+    ``store_int8_as``: int8 weight codes are stored by default as uint8
+    ``code + 128`` with zero-point ``+ 128``, which DequantizeLinear turns into
+    the same floats. onnxruntime's fused uint8 x int8 kernels on x86 CPUs
+    without VNNI (AVX2) saturate 16-bit pair sums and compute wrong outputs
+    (measured: 99 % of rows off by up to 0.08 on a 3-layer MLP); its
+    uint8 x uint8 kernels are exact everywhere. ``"int8"`` keeps the signed codes
+    (zero-point 0), for runtimes that want signed symmetric weights (TensorRT).
 
     The output rules are ``mono-quant quantize``'s: written atomically; an
     existing file is replaced only with ``force``. Before publishing, the file is
@@ -251,6 +260,8 @@ def export_onnx(
     """
     start = time.perf_counter()
     onnx = _import_onnx()
+    if store_int8_as not in ("uint8", "int8"):
+        raise UsageError(f"store_int8_as must be 'uint8' or 'int8'; got {store_int8_as!r}.")
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
         raise UsageError(
             f"opset must be an int of at least {MIN_OPSET} (per-axis DequantizeLinear); got {opset!r}."
@@ -278,7 +289,8 @@ def export_onnx(
         t0 = time.perf_counter()
         proto = _export_float(model, example_inputs, opset=opset, dynamic=dynamic, names=output_names)
         export_s = time.perf_counter() - t0
-        rows = _rewrite(proto, qc, find_sites(proto.graph, weights), acts)
+        shift = 128 if store_int8_as == "uint8" else 0
+        rows = _rewrite(proto, qc, find_sites(proto.graph, weights), acts, int8_offset=shift)
         provenance = {
             "producer": producer(plan),
             "weights": plan.describe(),
@@ -316,8 +328,13 @@ def _rewrite(
     qc: QuantizedCheckpoint,
     sites: Mapping[str, list[Site]],
     acts: Mapping[str, QParams],
+    *,
+    int8_offset: int = 0,
 ) -> list[OnnxWeight]:
-    """Weights to DequantizeLinear, inputs through Q/DQ; the graph's nodes stay in topological order."""
+    """Weights to DequantizeLinear, inputs through Q/DQ; the graph's nodes stay in topological order.
+
+    ``int8_offset`` (128): int8 weight codes are stored as uint8 ``code + 128``.
+    """
     graph = proto.graph
     taken = used_names(graph)
     front: list[onnx.NodeProto] = []
@@ -335,8 +352,11 @@ def _rewrite(
             )
         for site in sites[module]:
             axis = _onnx_axis(qt, site.transposed)
+            offset = int8_offset if qt.qparams.dtype == "int8" else 0
             if site.initializer not in written:  # tied weights share one initializer: quantized once
-                node, codes = quantize_weight(graph, site, qt.codes, qt.qparams, onnx_axis=axis, taken=taken)
+                node, codes = quantize_weight(
+                    graph, site, qt.codes, qt.qparams, onnx_axis=axis, taken=taken, offset=offset
+                )
                 front.append(node)
                 written[site.initializer] = (codes, qt)
             codes, first = written[site.initializer]
@@ -345,7 +365,7 @@ def _rewrite(
                     f"{name!r} and another weight are one initializer in the exported graph, but quantize "
                     f"to different codes or qparams; export them with the same options."
                 )
-            rows.append(OnnxWeight(module, codes, site.initializer, site.transposed, axis, qt))
+            rows.append(OnnxWeight(module, codes, site.initializer, site.transposed, axis, qt, offset=offset))
     # The MatMul/Gemm nodes whose input A each module's input is; modules that share one
     # weight initializer share its nodes, and one graph cannot quantize their inputs apart.
     before: dict[int, tuple[str, QParams]] = {}

@@ -153,18 +153,27 @@ def quantize_weight(
     *,
     onnx_axis: int | None,
     taken: set[str],
+    offset: int = 0,
 ) -> tuple[onnx.NodeProto, str]:
     """Replace the float initializer of ``site`` with ``codes`` and a DequantizeLinear of the same name.
 
     ``codes`` are PyTorch's ``(out, in)``; they are stored transposed where the
-    site is. Returns the new node (the caller puts it at the graph's start) and
-    the name of the codes initializer.
+    site is. With ``offset`` (128, int8 codes only) codes and zero-point are
+    stored as uint8 ``value + 128``: ``(q + 128) - (zp + 128)`` is ``q - zp``,
+    so DequantizeLinear gives the same floats. Returns the new node (the caller
+    puts it at the graph's start) and the name of the codes initializer.
     """
     from onnx import helper, numpy_helper
 
     np_dtype = ENCODABLE_DTYPES[qp.dtype]
-    stored = (codes.t() if site.transposed else codes).contiguous().cpu().numpy().astype(np_dtype, copy=False)
+    laid_out = (codes.t() if site.transposed else codes).contiguous().cpu()
     scale, zp = _qparam_arrays(qp, np_dtype)
+    if offset:
+        assert qp.dtype == "int8" and offset == 128
+        stored = (laid_out.numpy().astype(np.int16) + offset).astype(np.uint8)
+        zp = (zp.astype(np.int16) + offset).astype(np.uint8)
+    else:
+        stored = laid_out.numpy().astype(np_dtype, copy=False)
     base = site.initializer
     names = [_unique(f"{base}_{what}", taken) for what in ("quantized", "scale", "zero_point")]
     # Deleted in place: rebuilding the list would copy every initializer's data.

@@ -41,6 +41,7 @@ class OnnxWeight:
     axis: int | None
     tensor: QuantizedTensor
     sqnr_db: float | None = None
+    offset: int = 0  # 128: int8 codes stored as uint8 code + 128, zero-point + 128 (the same floats)
 
 
 @dataclass
@@ -82,6 +83,7 @@ class OnnxExport:
                     "scheme": w.tensor.qparams.scheme,
                     "granularity": w.tensor.qparams.granularity.to_dict(),
                     "sqnr_db": w.sqnr_db,
+                    "stored_as": "uint8 (code + 128)" if w.offset else w.tensor.qparams.dtype,
                 }
                 for w in self.weights
             ],
@@ -97,7 +99,13 @@ class OnnxExport:
 
     def render(self) -> str:
         """The terminal view."""
-        kinds = sorted({f"{w.tensor.qparams.dtype} {w.tensor.qparams.granularity}" for w in self.weights})
+        kinds = sorted(
+            {
+                f"{w.tensor.qparams.dtype} {w.tensor.qparams.granularity}"
+                + (" (stored as uint8 code + 128)" if w.offset else "")
+                for w in self.weights
+            }
+        )
         acts = sorted({qp.dtype for qp in self.activations.values()})
         lines = [
             f"{self.path}: ONNX opset {self.opset}, {human_bytes(self.file_bytes)}; torch.onnx export "
@@ -150,13 +158,14 @@ def check_written(path: Path, report: OnnxExport, *, verify: bool) -> None:
         qp = w.tensor.qparams
         assert qp.scale is not None and qp.zero_point is not None
         want = (w.tensor.codes.t() if w.transposed else w.tensor.codes).contiguous().cpu().numpy()
+        stored_dtype = np.dtype(np.uint8) if w.offset else want.dtype
         same = (
-            codes.dtype == want.dtype
-            and np.array_equal(codes, want)
+            codes.dtype == stored_dtype
+            and np.array_equal(codes.astype(np.int16) - w.offset, want)
             and scale.dtype == np.float32
             and np.array_equal(scale.view(np.uint32), qp.scale.cpu().numpy().view(np.uint32))
-            and zp.dtype == want.dtype
-            and np.array_equal(zp.astype(np.int32), qp.zero_point.cpu().numpy())
+            and zp.dtype == stored_dtype
+            and np.array_equal(zp.astype(np.int32) - w.offset, qp.zero_point.cpu().numpy())
             and axis == w.axis
         )
         if not same:
