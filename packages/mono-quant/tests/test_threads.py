@@ -105,3 +105,23 @@ def test_torch_keeps_its_thread_count_after_a_run_and_after_a_failed_one(
         quantize_checkpoint(bad, tmp_path / "o2.safetensors", threads=2)
     assert torch.get_num_threads() == before
     assert not (tmp_path / "o2.safetensors").exists()
+
+
+def test_jobs_fork_only_from_a_process_without_other_threads() -> None:
+    import subprocess
+    import sys
+    import threading
+
+    from mono_quant.cli._api import _job_start
+
+    code = "from mono_quant.cli._api import _job_start; print(_job_start())"
+    alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert alone.strip() == ("fork" if sys.platform == "linux" else "spawn")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert _job_start() == "spawn"  # a lock another thread holds would be copied locked
+    finally:
+        stop.set()
+        other.join()

@@ -6,6 +6,8 @@ import concurrent.futures
 import dataclasses
 import importlib.metadata as md
 import multiprocessing
+import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -270,6 +272,19 @@ def _quantize_part(
     quantize_checkpoint(input, output, **options, num_shards=count, shard_index=index, force=True)
 
 
+def _job_start() -> str:
+    """How --jobs starts its processes: fork on Linux when this process runs no other thread.
+
+    Forked jobs skip the 2-3 s a fresh interpreter spends importing torch
+    (measured: --jobs 2 on 1.6 GB in 4 shards, 1.14x the speed of --jobs 1 forked,
+    0.70x spawned, on 2 cores). Each job runs its torch ops single-threaded inside
+    ``block_threads``, so no OpenMP team is needed in the child. A process with
+    other threads running (an application calling the API) gets spawn: forking it
+    could copy a lock some thread holds.
+    """
+    return "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
+
+
 def _quantize_in_jobs(
     input: str | Path,
     output: str | Path,
@@ -285,7 +300,7 @@ def _quantize_in_jobs(
     out = Path(output)
     check_output(out, force=force, directory=True, role="output")  # refused now, not after the work
     check_split(open_source(input), 0, jobs)
-    context = multiprocessing.get_context("spawn")  # a clean interpreter per job: no forked torch threads
+    context = multiprocessing.get_context(_job_start())
     try:
         with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             futures = [pool.submit(_quantize_part, input, output, options, i, jobs) for i in range(jobs)]
