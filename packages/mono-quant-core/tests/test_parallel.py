@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from mono_quant.core import (
     Capabilities,
     MinMaxScheme,
     NonFiniteError,
+    Packing,
     PerChannel,
     PerGroup,
     PerTensor,
@@ -22,6 +24,7 @@ from mono_quant.core import (
     quantization_error,
     quantize,
     quantize_with_error,
+    temporary_dtypes,
 )
 from mono_quant.core._granularity import Granularity
 from mono_quant.core._kernels import BLOCK_ELEMENTS
@@ -44,13 +47,25 @@ CASES: list[tuple[tuple[int, ...], Granularity, str]] = [
     ((ROWS, 1024), PerChannel(0), "int8"),
     ((ROWS, 1024), PerChannel(0), "uint8"),
     ((1024, ROWS), PerChannel(1), "int8"),  # rows are not a view of the input
-    ((ROWS, 1024), PerGroup(1, 128), "uint4"),  # packed inside the loop
-    ((ROWS, 1024), PerGroup(1, 128), "int4"),
+    ((ROWS, 1024), PerGroup(1, 128), "ptest-uint4"),  # packed inside the loop
+    ((ROWS, 1024), PerGroup(1, 128), "ptest-int4"),
     ((ROWS, 1000), PerGroup(1, 128), "int8"),  # a padded group
     ((ROWS, 1024), PerTensor(), "int8"),
     ((768, 1024), PerTensor(), "int8"),  # one long row, cut into rows of 4096 that share the scale
-    ((768, 1024), PerTensor(), "uint4"),
+    ((768, 1024), PerTensor(), "ptest-uint4"),
 ]
+
+# Core alone registers no 4-bit dtype: these have mono-quant-int4's layout (two per byte).
+FOUR_BIT = [
+    QuantDtype("ptest-int4", 4, True, -8, 7, "int8", packing=Packing(4, 2, offset=8)),
+    QuantDtype("ptest-uint4", 4, False, 0, 15, "uint8", packing=Packing(4, 2)),
+]
+
+
+@pytest.fixture(autouse=True)
+def _four_bit_dtypes() -> Iterator[None]:
+    with temporary_dtypes(FOUR_BIT, source="test_parallel"):
+        yield
 
 
 def _everything(scheme: Scheme, x: torch.Tensor, dtype: str, g: Granularity) -> list[object]:
@@ -93,7 +108,7 @@ def test_block_threads_give_bit_identical_results(
 ) -> None:
     x = (torch.randn(shape, generator=torch.Generator().manual_seed(3)) * 2).to(x_dtype)
     for scheme in (asym, sym):
-        if scheme is sym and (dtype.startswith("u") or shape[-1] == 1000):
+        if scheme is sym and ("uint" in dtype or shape[-1] == 1000):
             continue
         default = _everything(scheme, x, dtype, g)
         for threads in (2, 3):
@@ -196,3 +211,18 @@ def test_a_forked_child_gets_a_working_pool(asym: Scheme) -> None:
         child.kill()
         pytest.fail("the forked child hung on the parent's thread pool")
     assert child.exitcode == 0 and isinstance(queue.get(timeout=5), int)
+
+
+@pytest.mark.parametrize("where", [0, BLOCK_ELEMENTS + 3, 3 * BLOCK_ELEMENTS - 1])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), None])
+def test_the_finiteness_check_on_threads_agrees_with_the_single_pass(where: int, bad: float | None) -> None:
+    from mono_quant.core._kernels import all_finite
+
+    x = torch.full((3 * BLOCK_ELEMENTS,), 3e38)  # finite, but every block's sum overflows
+    if bad is not None:
+        x[where] = bad
+    expected = bad is None
+    assert all_finite(x) is expected
+    with block_threads(2):
+        assert all_finite(x) is expected
+        assert all_finite(x.view(-1, 2).t()) is expected  # not contiguous: the single pass

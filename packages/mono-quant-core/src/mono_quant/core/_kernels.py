@@ -76,7 +76,7 @@ def all_finite(x: torch.Tensor) -> bool:
     decides only when the sum is not finite, which finite values can also cause
     by overflowing.
     """
-    if current_block_threads() > 1 and x.numel() > 2 * BLOCK_ELEMENTS:
+    if current_block_threads() > 1 and x.numel() > 2 * BLOCK_ELEMENTS and x.is_contiguous():
         flat = x.reshape(-1)
         step = BLOCK_ELEMENTS
 

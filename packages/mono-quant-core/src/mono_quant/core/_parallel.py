@@ -62,6 +62,7 @@ def block_threads(threads: int | None = None) -> Iterator[int]:
     is active, ``torch.set_num_threads(1)`` holds for the whole process (every
     thread's torch ops run single-threaded); the previous count is restored on
     exit. Codes, qparams and dequantized values are identical with or without it.
+    The setting is process-wide: enter it from one thread at a time (nesting is fine).
 
     >>> import torch
     >>> from mono_quant.core import PerChannel, QParams, block_threads, quantize
